@@ -1,0 +1,12 @@
+"""buraq: YAML pipelines on Redis Streams.
+
+The public API: ``hookimpl`` for plugins, ``Task`` for handlers, ``Client`` and
+``AsyncClient`` for producers.
+"""
+
+from buraq.client import AsyncClient, Client
+from buraq.hookspecs import hookimpl
+from buraq.task import Task
+
+__all__ = ["AsyncClient", "Client", "Task", "hookimpl", "__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from buraq.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""Batch acknowledgements: one XACK round trip for every task that finished meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from buraq import streams
+from buraq.config import Pipeline
+
+log = logging.getLogger("buraq.acks")
+
+
+class AckBatcher:
+    """Collects finished entry ids and sends them in as few XACKs as the load allows.
+
+    Under light load each ack goes out at once; under heavy load the ids that pile
+    up while one XACK is in flight go out together in the next.
+    """
+
+    def __init__(self, redis: aioredis.Redis, pipeline: Pipeline) -> None:
+        self._redis = redis
+        self._pipeline = pipeline
+        self._ids: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def ack(self, entry_id: str) -> None:
+        self._ids.append(entry_id)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def flush(self) -> None:
+        """Wait until every id handed in so far is acknowledged."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        failures = 0
+        try:
+            while self._ids:
+                ids, self._ids = self._ids, []
+                try:
+                    await streams.ack(self._redis, self._pipeline, ids)
+                    failures = 0
+                except RedisError as exc:
+                    # Unacknowledged entries stay pending and would run again; keep trying.
+                    failures += 1
+                    self._ids[:0] = ids
+                    log.warning("%s: XACK of %d entries failed (%s); retrying", self._pipeline.name, len(ids), exc)
+                    await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+        finally:
+            self._flusher = None

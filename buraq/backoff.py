@@ -1,0 +1,25 @@
+"""How long a failed task waits before its next attempt: one pure function."""
+
+from __future__ import annotations
+
+import random
+
+from buraq.config import Backoff
+
+
+def retry_delay(policy: Backoff, failed_attempt: int, rand: random.Random | None = None) -> float:
+    """Seconds to wait after attempt ``failed_attempt`` (1-based) failed.
+
+    Exponential from ``initial`` by ``multiplier``, capped at ``max``; then up to
+    ``jitter`` of it is taken away at random so retries of a burst spread out
+    without ever waiting longer than the cap.
+    """
+    exponent = max(0, failed_attempt - 1)
+    try:
+        delay = policy.initial * policy.multiplier**exponent
+    except OverflowError:
+        delay = policy.max
+    delay = min(delay, policy.max)
+    if policy.jitter:
+        delay -= delay * policy.jitter * (rand or random).random()
+    return max(0.0, delay)

@@ -1,0 +1,1 @@
+"""Built-in plugins: shipped with buraq, loaded first, registered like any other plugin."""

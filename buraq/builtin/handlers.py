@@ -1,0 +1,40 @@
+"""Handlers every installation has, useful for smoke tests, benchmarks and wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from buraq.hookspecs import hookimpl
+from buraq.task import Task
+
+log = logging.getLogger("buraq.builtin")
+
+
+async def noop(task: Task) -> None:
+    """Do nothing: measures the engine itself."""
+
+
+async def log_task(task: Task) -> None:
+    """Log the task id and attempt; the payload only when the pipeline sets ``options.payload: true``."""
+    if task.options.get("payload"):
+        log.info("task %s (%s, attempt %d): %r", task.id, task.pipeline, task.attempt, task.payload)
+    else:
+        log.info("task %s (%s, attempt %d)", task.id, task.pipeline, task.attempt)
+
+
+async def sleep(task: Task) -> Any:
+    """Sleep for ``payload.seconds`` (or ``options.seconds``): a stand-in for slow I/O."""
+    payload = task.payload if isinstance(task.payload, dict) else {}
+    seconds = float(payload.get("seconds", task.options.get("seconds", 1.0)))
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+@hookimpl(trylast=True)
+def register_handlers(register: Callable[..., None]) -> None:
+    register("builtin.noop", noop)
+    register("builtin.log", log_task)
+    register("builtin.sleep", sleep)

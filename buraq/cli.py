@@ -1,0 +1,237 @@
+"""The ``buraq`` command line. Exit codes: 0 ok, 1 user error, 3 bug, 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
+
+from buraq import connection, streams
+from buraq.config import find_pipeline, load_pipelines
+from buraq.durations import parse_duration
+from buraq.embedded import EmbeddedRedis
+from buraq.errors import BuraqError, ConfigError
+from buraq.plugins import load_plugins
+
+EXIT_USER_ERROR = 1
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+log = logging.getLogger("buraq.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BuraqError as exc:
+        print(f"buraq: {connection.redact(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (RedisConnectionError, RedisTimeout) as exc:
+        where = connection.redact(connection.configured_url(getattr(args, "redis_url", None)) or "embedded Redis")
+        print(f"buraq: cannot reach Redis at {where}: {connection.redact(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception:
+        print(connection.redact(traceback.format_exc()), file=sys.stderr)
+        print("buraq: internal error (a bug); please report it with the traceback above", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buraq", description="YAML pipelines on Redis Streams.")
+    parser.add_argument("--log-level", default=os.environ.get("BURAQ_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run pipelines until SIGTERM/SIGINT")
+    serve.add_argument("paths", nargs="*", default=["pipelines"], help="pipeline files or folders (default: pipelines)")
+    _add_redis(serve)
+    _add_plugins_dir(serve)
+    serve.add_argument("--listen", default=os.environ.get("BURAQ_LISTEN", "127.0.0.1:2112"),
+                       help="HOST:PORT for /metrics (default 127.0.0.1:2112); 'off' to disable")
+    serve.add_argument("--grace", default="30s", help="how long running tasks may finish after SIGTERM (default 30s)")
+    serve.add_argument("--burst", action="store_true", help="exit once every pipeline is empty and idle")
+    serve.add_argument("--consumer", help="consumer name in the group (default HOSTNAME-PID)")
+    serve.set_defaults(run=_serve)
+
+    validate = commands.add_parser("validate", help="check pipeline files without touching Redis")
+    validate.add_argument("paths", nargs="*", default=["pipelines"])
+    _add_plugins_dir(validate)
+    validate.set_defaults(run=_validate)
+
+    enqueue = commands.add_parser("enqueue", help="add tasks; prints each task id")
+    enqueue.add_argument("pipeline")
+    enqueue.add_argument("payload", nargs="?", default="-",
+                         help="JSON payload; '-' (default) reads one JSON payload per line from stdin")
+    enqueue.add_argument("--file", help="read one JSON payload per line from this file")
+    _add_pipelines(enqueue)
+    _add_redis(enqueue)
+    enqueue.set_defaults(run=_enqueue)
+
+    plugins = commands.add_parser("plugins", help="list handlers and the plugin each came from")
+    _add_plugins_dir(plugins)
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(run=_plugins)
+
+    dlq = commands.add_parser("dlq", help="read a pipeline's dead-letter stream")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_list = dlq_commands.add_parser("list", help="newest dead-lettered tasks first")
+    dlq_list.add_argument("pipeline")
+    dlq_list.add_argument("--count", type=int, default=20)
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line, with payload and traceback")
+    _add_pipelines(dlq_list)
+    _add_redis(dlq_list)
+    dlq_list.set_defaults(run=_dlq_list)
+    return parser
+
+
+def _add_redis(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="Redis URL (default: $BURAQ_REDIS_URL, $REDIS_URL, else embedded)")
+
+
+def _add_plugins_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugins-dir", default=os.environ.get("BURAQ_PLUGINS_DIR", "plugins"),
+                        help="folder of single-file .py plugins (default: plugins)")
+
+
+def _add_pipelines(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pipelines", default=os.environ.get("BURAQ_PIPELINES", "pipelines"),
+                        help="where pipeline files are (default: pipelines)")
+
+
+@contextlib.contextmanager
+def _redis_url(explicit: str | None) -> Iterator[str]:
+    url = connection.configured_url(explicit)
+    if url is not None:
+        yield url
+        return
+    with EmbeddedRedis() as embedded_url:
+        yield embedded_url
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from buraq.runtime import ServeOptions, serve
+
+    registry = load_plugins(args.plugins_dir)
+    pipelines = load_pipelines(args.paths, handlers=registry.handlers)
+    if not pipelines:
+        raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
+    with _redis_url(args.redis_url) as url:
+        options = ServeOptions(redis_url=url, listen=_listen_address(args.listen), grace=parse_duration(args.grace),
+                               burst=args.burst, consumer=args.consumer)
+        return asyncio.run(serve(pipelines, registry, options))
+
+
+def _listen_address(text: str) -> tuple[str, int] | None:
+    if text.lower() in ("off", "none", ""):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise BuraqError(f"--listen wants HOST:PORT, got {text!r}")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    registry = load_plugins(args.plugins_dir)
+    pipelines = load_pipelines(args.paths, handlers=registry.handlers)
+    print(f"ok: {len(pipelines)} pipeline(s)", file=sys.stderr)
+    return 0
+
+
+def _enqueue(args: argparse.Namespace) -> int:
+    from buraq.client import AsyncClient
+
+    pipelines = load_pipelines([args.pipelines])
+    pipeline = find_pipeline(pipelines, args.pipeline)
+    payloads = list(_payloads(args))
+
+    async def run(url: str) -> list[str]:
+        async with AsyncClient(url, pipelines) as client:
+            if len(payloads) == 1:
+                return [await client.enqueue(pipeline.name, payloads[0])]
+            return await client.enqueue_many(pipeline.name, payloads)
+
+    with _redis_url(args.redis_url) as url:
+        for task_id in asyncio.run(run(url)):
+            print(task_id)
+    return 0
+
+
+def _payloads(args: argparse.Namespace) -> Iterator[Any]:
+    if args.file or args.payload == "-":
+        source = open(args.file, encoding="utf-8") if args.file else sys.stdin
+        name = args.file or "<stdin>"
+        with source:
+            for number, line in enumerate(source, 1):
+                if line.strip():
+                    yield _parse_json(line, f"{name}:{number}")
+        return
+    yield _parse_json(args.payload, "payload")
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BuraqError(f"{where}: not valid JSON: {exc}") from None
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    registry = load_plugins(args.plugins_dir)
+    rows = [{"handler": h.name, "kind": "async" if h.is_async else "sync", "plugin": h.plugin}
+            for h in sorted(registry.handlers.values(), key=lambda h: h.name)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["handler"]) for r in rows), default=7)
+    print(f"{'HANDLER':<{width}}  KIND   PLUGIN")
+    for row in rows:
+        print(f"{row['handler']:<{width}}  {row['kind']:<5}  {row['plugin']}")
+    return 0
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
+
+    async def run(url: str) -> tuple[int, list[streams.Entry]]:
+        redis = connection.client(url)
+        try:
+            return (await streams.length(redis, pipeline.dlq),
+                    await streams.read_range(redis, pipeline.dlq, args.count, newest_first=True))
+        finally:
+            await redis.aclose()
+
+    with _redis_url(args.redis_url) as url:
+        total, entries = asyncio.run(run(url))
+    rows = [{"entry": entry_id, **{k.decode(): v.decode("utf-8", "replace") for k, v in (fields or {}).items()}}
+            for entry_id, fields in entries]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{pipeline.dlq}: {total} dead-lettered task(s); newest {len(rows)}:")
+    for row in rows:
+        print(f"{row['entry']}  task {row.get('id', '?')}  attempts {row.get('attempts', '?')}  "
+              f"{row.get('reason', '?')}  {row.get('error_type', '')}: {row.get('error', '')[:120]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

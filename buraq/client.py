@@ -1,0 +1,120 @@
+"""Producing tasks from Python: ``AsyncClient`` for asyncio code, ``Client`` for everything else.
+
+A client finds a pipeline's stream by reading the pipeline files (``pipelines/``
+of the working directory unless told otherwise), checks the payload size before
+anything reaches Redis, and returns the task id the handler will see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from buraq import connection, streams, wire
+from buraq.builtin.codecs import JsonCodec
+from buraq.config import Pipeline, find_pipeline, load_pipelines
+from buraq.embedded import EmbeddedRedis
+from buraq.errors import TaskRejected
+
+
+class AsyncClient:
+    """Enqueue tasks from asyncio code; use as ``async with AsyncClient() as client``."""
+
+    def __init__(self, redis_url: str | None = None, pipelines: str | os.PathLike[str] | list[Pipeline] = "pipelines"):
+        self._url = connection.configured_url(redis_url)
+        self._pipeline_source = pipelines
+        self._pipelines: list[Pipeline] | None = pipelines if isinstance(pipelines, list) else None
+        self._embedded: contextlib.ExitStack | None = None
+        self._redis: aioredis.Redis | None = None
+        self._codec = JsonCodec()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def enqueue(self, pipeline: str, payload: Any) -> str:
+        """Add one task; return its id (the stream entry id, which the handler sees as ``task.id``)."""
+        target = self.pipeline(pipeline)
+        fields = wire.first_delivery_fields(self._encode(target, payload))
+        return await streams.add(await self._connection(), target.stream, fields)
+
+    async def enqueue_many(self, pipeline: str, payloads: Iterable[Any]) -> list[str]:
+        """Add many tasks in pipelined batches; return their ids in order. All are checked before any is sent."""
+        target = self.pipeline(pipeline)
+        encoded = [wire.first_delivery_fields(self._encode(target, payload)) for payload in payloads]
+        return await streams.add_many(await self._connection(), target.stream, encoded)
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The definition of pipeline ``name`` (loaded once from the pipeline files)."""
+        if self._pipelines is None:
+            self._pipelines = load_pipelines([self._pipeline_source])  # type: ignore[list-item]
+        return find_pipeline(self._pipelines, name)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        if self._embedded is not None:
+            self._embedded.close()
+            self._embedded = None
+
+    def _encode(self, pipeline: Pipeline, payload: Any) -> bytes:
+        try:
+            data = self._codec.encode(payload)
+        except (TypeError, ValueError) as exc:
+            raise TaskRejected(f"payload for {pipeline.name!r} is not JSON-serialisable: {exc}") from None
+        if len(data) > pipeline.max_payload:
+            raise TaskRejected(f"payload for {pipeline.name!r} is {len(data)} bytes; "
+                               f"the pipeline's max_payload is {pipeline.max_payload}")
+        return data
+
+    async def _connection(self) -> aioredis.Redis:
+        if self._redis is None:
+            url = self._url
+            if url is None:
+                self._embedded = contextlib.ExitStack()
+                url = self._embedded.enter_context(EmbeddedRedis())
+            self._redis = connection.client(url)
+        return self._redis
+
+
+class Client:
+    """The synchronous face of AsyncClient, for scripts and web apps that are not asyncio.
+
+    It runs its own private event loop, so it cannot be used from inside a running one
+    (use AsyncClient there).
+    """
+
+    def __init__(self, redis_url: str | None = None, pipelines: str | os.PathLike[str] | list[Pipeline] = "pipelines"):
+        self._loop = asyncio.new_event_loop()
+        self._client = AsyncClient(redis_url, pipelines)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def enqueue(self, pipeline: str, payload: Any) -> str:
+        return self._loop.run_until_complete(self._client.enqueue(pipeline, payload))
+
+    def enqueue_many(self, pipeline: str, payloads: Iterable[Any]) -> list[str]:
+        return self._loop.run_until_complete(self._client.enqueue_many(pipeline, payloads))
+
+    def pipeline(self, name: str) -> Pipeline:
+        return self._client.pipeline(name)
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.close())
+            self._loop.close()

@@ -1,0 +1,242 @@
+"""Pipeline files: find them, check them, and turn them into Pipeline values.
+
+Every problem is reported as ``FILE:LINE: message`` and all of them are
+collected before giving up, so one ``buraq validate`` run shows everything.
+Nothing here talks to Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from buraq import keys
+from buraq.durations import parse_duration
+from buraq.errors import ConfigError, ConfigProblem, UnknownPipeline
+from buraq.yamlfile import YamlDocument, load_documents
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 1.0
+    multiplier: float = 2.0
+    max: float = 300.0
+    jitter: float = 0.1
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One pipeline as the engine runs it, defaults filled in."""
+
+    name: str
+    handler: str
+    stream: str
+    dlq: str
+    pool: int = 10
+    codec: str = "json"
+    timeout: float | None = None
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set of tasks waiting for a retry, in the stream's hash slot."""
+        return keys.delayed_key(self.stream)
+
+    @property
+    def group(self) -> str:
+        return keys.GROUP
+
+
+@cache
+def pipeline_schema() -> dict[str, Any]:
+    """The JSON Schema every pipeline is checked against (shipped in the package)."""
+    text = resources.files("buraq").joinpath("schema/pipeline.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def find_pipeline_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every ``*.yaml`` / ``*.yml`` file named or found below the given paths, hidden ones skipped."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                relative = candidate.relative_to(path).parts
+                if candidate.suffix in (".yaml", ".yml") and candidate.is_file() and not any(
+                    part.startswith(".") for part in relative
+                ):
+                    found.append(candidate)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ConfigError([ConfigProblem(str(path), None, "no such file or directory")])
+    return found
+
+
+def load_pipelines(
+    paths: Iterable[str | os.PathLike[str]],
+    handlers: Container[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[Pipeline]:
+    """Load and check every pipeline under ``paths``; raise ConfigError listing all problems.
+
+    ``handlers``, when given, is the set of registered handler names to check against.
+    """
+    problems: list[ConfigProblem] = []
+    pipelines: list[Pipeline] = []
+    files = find_pipeline_files(paths)
+    for file in files:
+        try:
+            documents = load_documents(str(file), environ)
+        except ConfigProblem as problem:
+            problems.append(problem)
+            continue
+        for document in documents:
+            pipelines.extend(_pipelines_in(document, problems))
+    problems.extend(_cross_checks(pipelines, handlers))
+    if problems:
+        raise ConfigError(problems)
+    return pipelines
+
+
+def find_pipeline(pipelines: Iterable[Pipeline], name: str) -> Pipeline:
+    for pipeline in pipelines:
+        if pipeline.name == name:
+            return pipeline
+    known = ", ".join(sorted(p.name for p in pipelines)) or "none"
+    raise UnknownPipeline(f"no pipeline named {name!r} (known: {known})")
+
+
+def _pipelines_in(document: YamlDocument, problems: list[ConfigProblem]) -> list[Pipeline]:
+    value = document.value
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        entries = [((), value)]
+    elif isinstance(value, list):
+        entries = [((index,), item) for index, item in enumerate(value)]
+    else:
+        problems.append(ConfigProblem(document.path, document.line_of(()),
+                                      "a pipeline file holds a mapping (one pipeline) or a list of mappings"))
+        return []
+    pipelines = []
+    for prefix, raw in entries:
+        found = _schema_problems(document, prefix, raw)
+        if not found:
+            try:
+                pipelines.append(_build(document, prefix, raw))
+            except ConfigProblem as problem:
+                found.append(problem)
+        problems.extend(found)
+    return pipelines
+
+
+def _schema_problems(document: YamlDocument, prefix: tuple[Any, ...], raw: Any) -> list[ConfigProblem]:
+    validator = jsonschema.Draft202012Validator(pipeline_schema())
+    problems = []
+    for error in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path))):
+        path = prefix + tuple(error.absolute_path)
+        dotted = ".".join(str(part) for part in error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = error.schema.get("properties", {})
+            for key in error.instance:
+                if key not in allowed:
+                    where = f"{dotted}." if dotted else ""
+                    hint = ", ".join(sorted(allowed))
+                    problems.append(ConfigProblem(document.path, document.line_of(path + (key,)),
+                                                  f"unknown key {where}{key} (allowed: {hint})"))
+            continue
+        if error.validator == "oneOf" and error.schema is pipeline_schema()["$defs"]["duration"]:
+            message = f"{error.instance!r} is not a duration (use e.g. 30s, 5m, 1h, 250ms or seconds)"
+        else:
+            message = error.message
+        label = f"{dotted}: " if dotted else ""
+        problems.append(ConfigProblem(document.path, document.line_of(path), f"{label}{message}"))
+    return problems
+
+
+def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any]) -> Pipeline:
+    name = raw["name"]
+    stream = raw.get("stream") or keys.default_stream(name)
+    dlq = raw.get("dlq") or keys.default_dlq(stream)
+    retry = raw.get("retry", {})
+    backoff = retry.get("backoff", {})
+
+    def duration(value: Any, where: tuple[Any, ...]) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigProblem(document.path, document.line_of(prefix + where), str(exc)) from None
+
+    timeout = duration(raw["timeout"], ("timeout",)) if "timeout" in raw else None
+    defaults = Backoff()
+    policy = RetryPolicy(
+        attempts=retry.get("attempts", RetryPolicy.attempts),
+        backoff=Backoff(
+            initial=duration(backoff.get("initial", defaults.initial), ("retry", "backoff", "initial")),
+            multiplier=float(backoff.get("multiplier", defaults.multiplier)),
+            max=duration(backoff.get("max", defaults.max), ("retry", "backoff", "max")),
+            jitter=float(backoff.get("jitter", defaults.jitter)),
+        ),
+    )
+    if dlq == stream:
+        raise ConfigProblem(document.path, document.line_of(prefix + ("dlq",)), "dlq must differ from stream")
+    if not keys.same_slot(stream, dlq):
+        raise ConfigProblem(document.path, document.line_of(prefix + ("dlq",)),
+                            f"dlq {dlq!r} must share the stream's hash tag {{{keys.hash_tag(stream)}}} "
+                            "so one atomic step can write it and acknowledge the task")
+    line = document.line_of(prefix)
+    return Pipeline(
+        name=name, handler=raw["handler"], stream=stream, dlq=dlq, pool=raw.get("pool", 10),
+        codec=raw.get("codec", "json"),
+        timeout=timeout or None, max_payload=raw.get("max_payload", DEFAULT_MAX_PAYLOAD), retry=policy,
+        options=raw.get("options", {}), description=raw.get("description", ""),
+        source=f"{document.path}:{line}" if line else document.path,
+    )
+
+
+def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None) -> list[ConfigProblem]:
+    problems = []
+    by_name: dict[str, Pipeline] = {}
+    by_key: dict[str, Pipeline] = {}
+    for pipeline in pipelines:
+        path, line = _split_source(pipeline.source)
+        if pipeline.name in by_name:
+            problems.append(ConfigProblem(path, line, f"duplicate pipeline name {pipeline.name!r} "
+                                                      f"(also defined at {by_name[pipeline.name].source})"))
+        by_name.setdefault(pipeline.name, pipeline)
+        for role, key in (("stream", pipeline.stream), ("dlq", pipeline.dlq), ("delayed set", pipeline.delayed)):
+            other = by_key.get(key)
+            if other is not None and other is not pipeline:
+                problems.append(ConfigProblem(path, line, f"pipeline {pipeline.name!r} uses {key!r} as its {role}, "
+                                                          f"which pipeline {other.name!r} ({other.source}) uses too"))
+            by_key.setdefault(key, pipeline)
+        if handlers is not None and pipeline.handler not in handlers:
+            problems.append(ConfigProblem(path, line, f"pipeline {pipeline.name!r}: unknown handler "
+                                                      f"{pipeline.handler!r} (see `buraq plugins`)"))
+    return problems
+
+
+def _split_source(source: str) -> tuple[str, int | None]:
+    path, _, line = source.rpartition(":")
+    return (path, int(line)) if line.isdigit() else (source, None)

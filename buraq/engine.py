@@ -1,0 +1,261 @@
+"""The worker engine: where a task goes after it is read from its stream.
+
+For each pipeline a PipelineWorker reads only as many entries as it has free
+slots, runs each in its own asyncio task, and ends each entry exactly one way:
+acknowledged (success), parked in the delayed set (retry) or written to the
+dead-letter stream (attempts used up, or undecodable), each atomic with its
+acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeout
+
+from buraq import streams, wire
+from buraq.acks import AckBatcher
+from buraq.backoff import retry_delay
+from buraq.config import Pipeline
+from buraq.plugins import Handler
+from buraq.task import Task
+
+log = logging.getLogger("buraq.engine")
+
+READ_BLOCK_MS = 1000
+# The longest a DLQ entry keeps of an error message and traceback.
+MAX_ERROR_TEXT = 8192
+
+
+class Observers:
+    """The registered observers, grouped per event so the hot path loops over bound methods only."""
+
+    EVENTS = ("task_started", "task_succeeded", "task_failed", "task_retried", "task_dead_lettered")
+
+    def __init__(self, observers: Sequence[Any]) -> None:
+        self._by_event: dict[str, list[Callable[..., None]]] = {
+            event: [getattr(o, event) for o in observers if callable(getattr(o, event, None))] for event in self.EVENTS
+        }
+
+    def emit(self, event: str, *args: Any) -> None:
+        for callback in self._by_event[event]:
+            try:
+                callback(*args)
+            except Exception:
+                log.exception("observer %r failed on %s", callback, event)
+
+
+class PipelineWorker:
+    """Runs one pipeline's tasks in this process, at most ``pipeline.pool`` at a time."""
+
+    def __init__(self, pipeline: Pipeline, handler: Handler, codec: Any, redis: aioredis.Redis,
+                 consumer: str, observers: Observers, executor: Executor | None) -> None:
+        self.pipeline = pipeline
+        self._handler = handler
+        self._codec = codec
+        self._redis = redis
+        self._consumer = consumer
+        self._observers = observers
+        self._executor = executor
+        self._acks = AckBatcher(redis, pipeline)
+        self._running: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._retry_scheduled = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._delayed_waiting = True
+        self.idle = False  # True when the last read found nothing, nothing runs and nothing waits to retry
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Stop reading new entries; running tasks go on."""
+        self._stopping.set()
+        self._slot_freed.set()
+        self._retry_scheduled.set()
+
+    async def run(self) -> None:
+        """Read and dispatch until stopped, first finishing this consumer's own pending history."""
+        await streams.ensure_group(self._redis, self.pipeline)
+        promoter = asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}")
+        try:
+            await self._read_loop(history=True)
+            await self._read_loop(history=False)
+        finally:
+            promoter.cancel()
+            await asyncio.gather(promoter, return_exceptions=True)
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to ``grace`` seconds for running tasks; flush acks; return how many did not finish."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=grace)
+        await self._acks.flush()
+        return len(self._running)
+
+    async def _read_loop(self, history: bool) -> None:
+        """Read new entries, or with ``history`` walk this consumer's own pending ones once, oldest first."""
+        failures = 0
+        cursor = "0" if history else None
+        while not self._stopping.is_set():
+            free = self.pipeline.pool - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                entries = await streams.read(self._redis, self.pipeline, self._consumer, free, READ_BLOCK_MS, cursor)
+                failures = 0
+            except (RedisConnectionError, RedisTimeout, OSError) as exc:
+                failures += 1
+                delay = min(30.0, 0.2 * 2**min(failures, 8))
+                log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
+                await self._sleep_unless_stopping(delay)
+                continue
+            if history:
+                if not entries:
+                    return
+                cursor = entries[-1][0]
+            self.idle = not entries and not self._running and not self._delayed_waiting
+            for entry_id, fields in entries:
+                task = asyncio.create_task(self._process(entry_id, fields))
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: internal error while processing a task", self.pipeline.name, exc_info=task.exception())
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _process(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+        pipeline = self.pipeline
+        try:
+            task = wire.decode_entry(entry_id, fields, pipeline.name, self._codec, pipeline.max_payload,
+                                     dict(pipeline.options))
+        except wire.Undecodable as bad:
+            log.warning("%s: entry %s (task %s) is undecodable: %s", pipeline.name, entry_id, bad.task_id, bad)
+            await self._dead_letter(entry_id, bad.task_id, bad.raw_payload, bad.reason, 1,
+                                    "Undecodable", str(bad), "")
+            return
+        self._observers.emit("task_started", task)
+        started = time.perf_counter()
+        try:
+            await self._execute(task)
+        except Exception as error:
+            await self._failed(task, error, time.perf_counter() - started, fields or {})
+        else:
+            self._acks.ack(entry_id)
+            self._observers.emit("task_succeeded", task, time.perf_counter() - started)
+
+    async def _execute(self, task: Task) -> Any:
+        handler = self._handler
+        if handler.is_async:
+            call = handler.function(task)
+        else:
+            call = asyncio.get_running_loop().run_in_executor(self._executor, handler.function, task)
+        if self.pipeline.timeout is None:
+            result = await call
+        else:
+            try:
+                result = await asyncio.wait_for(call, self.pipeline.timeout)
+            except asyncio.TimeoutError:
+                raise TaskTimeout(f"task exceeded its timeout of {self.pipeline.timeout:g}s") from None
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    async def _failed(self, task: Task, error: Exception, duration: float, fields: dict[bytes, bytes]) -> None:
+        self._observers.emit("task_failed", task, error, duration)
+        pipeline = self.pipeline
+        error_type = type(error).__name__
+        if task.attempt < pipeline.retry.attempts:
+            delay = retry_delay(pipeline.retry.backoff, task.attempt)
+            log.info("%s: task %s attempt %d failed (%s: %s); retry in %.2fs", pipeline.name, task.id,
+                     task.attempt, error_type, _short(error), delay)
+            retry = wire.retry_fields(task.id, task.attempt + 1, fields[wire.PAYLOAD])
+            if await _with_redis_retries(lambda: streams.schedule_retry(self._redis, pipeline, task.entry_id,
+                                                                         retry, delay), pipeline.name):
+                self._observers.emit("task_retried", task, delay)
+                self._delayed_waiting = True
+                self._retry_scheduled.set()
+            return
+        log.warning("%s: task %s failed on its last attempt (%d): %s: %s", pipeline.name, task.id,
+                    task.attempt, error_type, _short(error))
+        trace = "".join(traceback.format_exception(error))
+        await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], "handler_error", task.attempt,
+                                error_type, str(error), trace)
+
+    async def _dead_letter(self, entry_id: str, task_id: str, raw_payload: bytes | None, reason: str,
+                           attempts: int, error_type: str, message: str, trace: str) -> None:
+        entry: dict[str, str | bytes] = {
+            "id": task_id,
+            "pipeline": self.pipeline.name,
+            "reason": reason,
+            "attempts": str(attempts),
+            "error_type": error_type,
+            "error": message[:MAX_ERROR_TEXT],
+            "traceback": trace[-MAX_ERROR_TEXT:],
+            "failed_at": f"{time.time():.3f}",
+            "origin_entry": entry_id,
+            "consumer": self._consumer,
+        }
+        if raw_payload is not None:
+            entry["payload"] = raw_payload
+        if await _with_redis_retries(lambda: streams.dead_letter(self._redis, self.pipeline, entry_id, entry),
+                                     self.pipeline.name):
+            self._observers.emit("task_dead_lettered", self.pipeline.name, task_id, reason)
+
+    async def _promote_loop(self) -> None:
+        """Move due retries into the stream; sleep until the next is due or a new retry is parked."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                _, wait = await streams.promote_due(self._redis, self.pipeline)
+                failures = 0
+            except RedisError as exc:
+                failures += 1
+                wait = min(30.0, 0.2 * 2**min(failures, 8))
+                log.warning("%s: moving due retries failed (%s)", self.pipeline.name, exc)
+            self._delayed_waiting = wait is not None
+            self._retry_scheduled.clear()
+            try:
+                await asyncio.wait_for(self._retry_scheduled.wait(), 1.0 if wait is None else min(max(wait, 0.005), 1.0))
+            except asyncio.TimeoutError:
+                pass
+
+
+class TaskTimeout(Exception):
+    """A handler ran past its pipeline's ``timeout``."""
+
+
+async def _with_redis_retries(step: Callable[[], Any], pipeline: str, attempts: int = 8) -> bool:
+    """Run one atomic step, retrying through brief Redis trouble; give up leaving the entry pending."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return bool(await step())
+        except (RedisConnectionError, RedisTimeout, OSError) as exc:
+            if attempt == attempts:
+                log.error("%s: giving up on a Redis step after %d tries (%s); the entry stays pending",
+                          pipeline, attempts, exc)
+                return False
+            await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+    return False
+
+
+def _short(error: BaseException, limit: int = 200) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

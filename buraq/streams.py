@@ -1,0 +1,127 @@
+"""Every Redis command buraq sends about a pipeline's data lives here.
+
+The engine, the client and the CLI call these functions and never speak
+XREADGROUP, XACK or Lua themselves, so the key layout and the atomic steps can
+be read (and changed) in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from buraq.config import Pipeline
+
+Entry = tuple[str, dict[bytes, bytes] | None]
+# Entries the promoter moves per call; bounded so one script never blocks Redis for long.
+PROMOTE_BATCH = 500
+
+
+@cache
+def _script_source(name: str) -> str:
+    return resources.files("buraq").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+def _script(redis: aioredis.Redis, name: str) -> Any:
+    scripts = redis.__dict__.setdefault("_buraq_scripts", {})
+    if name not in scripts:
+        scripts[name] = redis.register_script(_script_source(name))
+    return scripts[name]
+
+
+async def ensure_group(redis: aioredis.Redis, pipeline: Pipeline) -> None:
+    """Create the consumer group (and stream) if missing, from the start so earlier tasks are read."""
+    try:
+        await redis.xgroup_create(pipeline.stream, pipeline.group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def add(redis: aioredis.Redis, stream: str, fields: Mapping[bytes, bytes]) -> str:
+    entry_id = await redis.xadd(stream, dict(fields))
+    return entry_id.decode()
+
+
+async def add_many(redis: aioredis.Redis, stream: str, entries: Iterable[Mapping[bytes, bytes]],
+                   batch: int = 500) -> list[str]:
+    """XADD many entries, pipelined in batches: one round trip per ``batch`` entries."""
+    ids: list[str] = []
+    pending = []
+    for fields in entries:
+        pending.append(fields)
+        if len(pending) >= batch:
+            ids.extend(await _add_batch(redis, stream, pending))
+            pending = []
+    if pending:
+        ids.extend(await _add_batch(redis, stream, pending))
+    return ids
+
+
+async def _add_batch(redis: aioredis.Redis, stream: str, batch: Sequence[Mapping[bytes, bytes]]) -> list[str]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for fields in batch:
+            pipe.xadd(stream, dict(fields))
+        return [entry_id.decode() for entry_id in await pipe.execute()]
+
+
+async def read(redis: aioredis.Redis, pipeline: Pipeline, consumer: str, count: int,
+               block_ms: int | None, after: str | None = None) -> list[Entry]:
+    """Read up to ``count`` new entries for ``consumer`` or, given ``after``, its own pending ones past that id."""
+    reply = await redis.xreadgroup(pipeline.group, consumer, {pipeline.stream: after or ">"},
+                                   count=count, block=None if after else block_ms)
+    if not reply:
+        return []
+    # RESP2 gives [[stream, entries]]; RESP3 a {stream: [entries]} mapping.
+    entries = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
+    return [(entry_id.decode(), fields) for entry_id, fields in entries]
+
+
+async def ack(redis: aioredis.Redis, pipeline: Pipeline, entry_ids: Sequence[str]) -> int:
+    return await redis.xack(pipeline.stream, pipeline.group, *entry_ids)
+
+
+async def schedule_retry(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str,
+                         fields: Mapping[bytes, bytes], delay: float) -> bool:
+    """Atomically park the task in the delayed set (due by Redis time) and acknowledge the entry."""
+    member = b"".join(b"%d:%s" % (len(part), part) for pair in fields.items() for part in pair)
+    done = await _script(redis, "schedule_retry")(
+        keys=[pipeline.stream, pipeline.delayed],
+        args=[pipeline.group, entry_id, int(delay * 1000), member])
+    return bool(done)
+
+
+async def dead_letter(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str,
+                      fields: Mapping[str, str | bytes]) -> bool:
+    """Atomically write the DLQ entry and acknowledge the original; never one without the other."""
+    args: list[Any] = [pipeline.group, entry_id]
+    for key, value in fields.items():
+        args.extend((key, value))
+    done = await _script(redis, "dead_letter")(keys=[pipeline.stream, pipeline.dlq], args=args)
+    return bool(done)
+
+
+async def promote_due(redis: aioredis.Redis, pipeline: Pipeline) -> tuple[int, float | None]:
+    """Move due delayed tasks into the stream; return (moved, seconds until the next, or None)."""
+    moved, wait_ms = await _script(redis, "promote_due")(
+        keys=[pipeline.stream, pipeline.delayed], args=[PROMOTE_BATCH])
+    return int(moved), (None if int(wait_ms) < 0 else int(wait_ms) / 1000.0)
+
+
+async def read_range(redis: aioredis.Redis, stream: str, count: int, newest_first: bool = False,
+                     start: str | None = None) -> list[Entry]:
+    """Entries of any stream (used for the DLQ), oldest or newest first."""
+    if newest_first:
+        rows = await redis.xrevrange(stream, max=start or "+", min="-", count=count)
+    else:
+        rows = await redis.xrange(stream, min=start or "-", max="+", count=count)
+    return [(entry_id.decode(), fields) for entry_id, fields in rows]
+
+
+async def length(redis: aioredis.Redis, stream: str) -> int:
+    return await redis.xlen(stream)

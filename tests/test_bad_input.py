@@ -1,0 +1,39 @@
+"""Entries no handler can be given go to the DLQ with a reason on first delivery; the worker keeps going."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import Project
+
+
+def test_undecodable_entries_are_dead_lettered_with_a_reason_and_good_tasks_still_run(recorder: Project, redis) -> None:
+    # Given a stream holding bad entries written by a raw client, then a good one
+    name = recorder.pipeline("inbox", "handler: test.ok\nmax_payload: 1000\n")
+    stream = f"buraq:{{{name}}}:tasks"
+    bad = {
+        "decode": {"payload": "this is not json"},
+        "invalid utf-8": {"payload": b'{"x": "\xff\xfe"}'},
+        "NaN": {"payload": '{"x": NaN}'},
+        "too_large": {"payload": json.dumps({"blob": "x" * 2000})},
+        "missing_payload": {"body": "{}"},
+        "bad_attempt": {"payload": "{}", "attempt": "zero"},
+    }
+    bad_ids = {label: redis.xadd(stream, fields).decode() for label, fields in bad.items()}
+    good_id = redis.xadd(stream, {"payload": json.dumps({"ok": True})}).decode()
+
+    # When the pipeline runs
+    result = recorder.buraq("serve", "pipelines", "--plugins-dir", "plugins", "--burst", "--listen", "off")
+    assert result.returncode == 0, result.stderr
+
+    # Then the good task ran once, and every bad entry is in the DLQ exactly once, with why
+    assert [line.split()[0] for line in recorder.recorded("ok")] == [good_id]
+    dlq = {fields[b"id"].decode(): fields for _, fields in redis.xrange(f"buraq:{{{name}}}:dlq")}
+    assert set(dlq) == set(bad_ids.values())
+    reasons = {label: dlq[entry_id][b"reason"].decode() for label, entry_id in bad_ids.items()}
+    assert reasons == {"decode": "decode", "invalid utf-8": "decode", "NaN": "decode", "too_large": "too_large",
+                       "missing_payload": "missing_payload", "bad_attempt": "bad_attempt"}
+    assert b"not valid JSON" in dlq[bad_ids["NaN"]][b"error"]
+    assert dlq[bad_ids["invalid utf-8"]][b"payload"] == b'{"x": "\xff\xfe"}'  # kept byte for byte
+    assert dlq[bad_ids["decode"]][b"attempts"] == b"1"
+    assert redis.xpending(stream, "buraq")["pending"] == 0
