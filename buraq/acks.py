@@ -32,6 +32,10 @@ class AckBatcher:
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
+    @property
+    def unsent(self) -> int:
+        return len(self._ids)
+
     async def flush(self) -> None:
         """Wait until every id handed in so far is acknowledged."""
         while self._flusher is not None:

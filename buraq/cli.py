@@ -55,12 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buraq", description="YAML pipelines on Redis Streams.")
-    parser.add_argument("--log-level", default=os.environ.get("BURAQ_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+    parser = argparse.ArgumentParser(prog="buraq", description="YAML pipelines on Redis Streams.",
+                                     epilog="Exit codes: 0 ok, 1 user error, 2 usage error, 3 bug, 130 interrupted.")
+    levels = ["debug", "info", "warning", "error"]
+    parser.add_argument("--log-level", default=os.environ.get("BURAQ_LOG_LEVEL", "info"), choices=levels)
+    # Also accepted after the command name (`buraq serve --log-level debug`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=levels)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run pipelines until SIGTERM/SIGINT")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[common])
+
+    serve = command("serve", help="run pipelines until SIGTERM/SIGINT")
     serve.add_argument("paths", nargs="*", default=["pipelines"], help="pipeline files or folders (default: pipelines)")
     _add_redis(serve)
     _add_plugins_dir(serve)
@@ -71,12 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--consumer", help="consumer name in the group (default HOSTNAME-PID)")
     serve.set_defaults(run=_serve)
 
-    validate = commands.add_parser("validate", help="check pipeline files without touching Redis")
+    validate = command("validate", help="check pipeline files without touching Redis")
     validate.add_argument("paths", nargs="*", default=["pipelines"])
     _add_plugins_dir(validate)
     validate.set_defaults(run=_validate)
 
-    enqueue = commands.add_parser("enqueue", help="add tasks; prints each task id")
+    enqueue = command("enqueue", help="add tasks; prints each task id")
     enqueue.add_argument("pipeline")
     enqueue.add_argument("payload", nargs="?", default="-",
                          help="JSON payload; '-' (default) reads one JSON payload per line from stdin")
@@ -85,14 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_redis(enqueue)
     enqueue.set_defaults(run=_enqueue)
 
-    plugins = commands.add_parser("plugins", help="list handlers and the plugin each came from")
+    plugins = command("plugins", help="list handlers and the plugin each came from")
     _add_plugins_dir(plugins)
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(run=_plugins)
 
-    dlq = commands.add_parser("dlq", help="read a pipeline's dead-letter stream")
+    dlq = command("dlq", help="read a pipeline's dead-letter stream")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    dlq_list = dlq_commands.add_parser("list", help="newest dead-lettered tasks first")
+    dlq_list = dlq_commands.add_parser("list", help="newest dead-lettered tasks first", parents=[common])
     dlq_list.add_argument("pipeline")
     dlq_list.add_argument("--count", type=int, default=20)
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per line, with payload and traceback")
@@ -130,7 +137,7 @@ def _serve(args: argparse.Namespace) -> int:
     from buraq.runtime import ServeOptions, serve
 
     registry = load_plugins(args.plugins_dir)
-    pipelines = load_pipelines(args.paths, handlers=registry.handlers)
+    pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
     if not pipelines:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
     with _redis_url(args.redis_url) as url:
@@ -150,7 +157,7 @@ def _listen_address(text: str) -> tuple[str, int] | None:
 
 def _validate(args: argparse.Namespace) -> int:
     registry = load_plugins(args.plugins_dir)
-    pipelines = load_pipelines(args.paths, handlers=registry.handlers)
+    pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
     print(f"ok: {len(pipelines)} pipeline(s)", file=sys.stderr)
     return 0
 

@@ -26,13 +26,15 @@ from buraq.errors import TaskRejected
 class AsyncClient:
     """Enqueue tasks from asyncio code; use as ``async with AsyncClient() as client``."""
 
-    def __init__(self, redis_url: str | None = None, pipelines: str | os.PathLike[str] | list[Pipeline] = "pipelines"):
+    def __init__(self, redis_url: str | None = None, pipelines: str | os.PathLike[str] | list[Pipeline] = "pipelines",
+                 plugins_dir: str | os.PathLike[str] | None = "plugins"):
         self._url = connection.configured_url(redis_url)
         self._pipeline_source = pipelines
         self._pipelines: list[Pipeline] | None = pipelines if isinstance(pipelines, list) else None
         self._embedded: contextlib.ExitStack | None = None
         self._redis: aioredis.Redis | None = None
-        self._codec = JsonCodec()
+        self._codecs: dict[str, Any] = {"json": JsonCodec()}
+        self._plugins_dir = plugins_dir
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -67,9 +69,16 @@ class AsyncClient:
             self._embedded.close()
             self._embedded = None
 
+    def _codec_for(self, pipeline: Pipeline) -> Any:
+        if pipeline.codec not in self._codecs:
+            from buraq.plugins import load_plugins  # only pipelines with a plugin codec pay for loading plugins
+
+            self._codecs[pipeline.codec] = load_plugins(self._plugins_dir).codec(pipeline.codec)
+        return self._codecs[pipeline.codec]
+
     def _encode(self, pipeline: Pipeline, payload: Any) -> bytes:
         try:
-            data = self._codec.encode(payload)
+            data = self._codec_for(pipeline).encode(payload)
         except (TypeError, ValueError) as exc:
             raise TaskRejected(f"payload for {pipeline.name!r} is not JSON-serialisable: {exc}") from None
         if len(data) > pipeline.max_payload:
@@ -94,9 +103,10 @@ class Client:
     (use AsyncClient there).
     """
 
-    def __init__(self, redis_url: str | None = None, pipelines: str | os.PathLike[str] | list[Pipeline] = "pipelines"):
+    def __init__(self, redis_url: str | None = None, pipelines: str | os.PathLike[str] | list[Pipeline] = "pipelines",
+                 plugins_dir: str | os.PathLike[str] | None = "plugins"):
         self._loop = asyncio.new_event_loop()
-        self._client = AsyncClient(redis_url, pipelines)
+        self._client = AsyncClient(redis_url, pipelines, plugins_dir)
 
     def __enter__(self) -> "Client":
         return self

@@ -8,6 +8,7 @@ Nothing here talks to Redis.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ class Pipeline:
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""
+    # FILE:LINE of the keys later checks may complain about (name, handler, stream, ...).
+    locations: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def location(self, key: str) -> str:
+        return self.locations.get(key, self.source)
 
     @property
     def delayed(self) -> str:
@@ -97,10 +103,11 @@ def load_pipelines(
     paths: Iterable[str | os.PathLike[str]],
     handlers: Container[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    codecs: Container[str] | None = None,
 ) -> list[Pipeline]:
     """Load and check every pipeline under ``paths``; raise ConfigError listing all problems.
 
-    ``handlers``, when given, is the set of registered handler names to check against.
+    ``handlers`` and ``codecs``, when given, are the registered names to check against.
     """
     problems: list[ConfigProblem] = []
     pipelines: list[Pipeline] = []
@@ -113,7 +120,7 @@ def load_pipelines(
             continue
         for document in documents:
             pipelines.extend(_pipelines_in(document, problems))
-    problems.extend(_cross_checks(pipelines, handlers))
+    problems.extend(_cross_checks(pipelines, handlers, codecs))
     if problems:
         raise ConfigError(problems)
     return pipelines
@@ -143,10 +150,9 @@ def _pipelines_in(document: YamlDocument, problems: list[ConfigProblem]) -> list
     for prefix, raw in entries:
         found = _schema_problems(document, prefix, raw)
         if not found:
-            try:
-                pipelines.append(_build(document, prefix, raw))
-            except ConfigProblem as problem:
-                found.append(problem)
+            pipeline = _build(document, prefix, raw, found)
+            if pipeline is not None and not found:
+                pipelines.append(pipeline)
         problems.extend(found)
     return pipelines
 
@@ -175,23 +181,42 @@ def _schema_problems(document: YamlDocument, prefix: tuple[Any, ...], raw: Any) 
     return problems
 
 
-def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any]) -> Pipeline:
+def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any],
+           problems: list[ConfigProblem]) -> Pipeline | None:
+    """The Pipeline for a schema-valid mapping; problems the schema cannot see go to ``problems``."""
+
+    def problem(message: str, *where: Any) -> None:
+        problems.append(ConfigProblem(document.path, document.line_of(prefix + where), message))
+
+    def at(*where: Any) -> str:
+        line = document.line_of(prefix + where)
+        return f"{document.path}:{line}" if line else document.path
+
     name = raw["name"]
     stream = raw.get("stream") or keys.default_stream(name)
-    dlq = raw.get("dlq") or keys.default_dlq(stream)
+    try:
+        dlq = raw.get("dlq") or keys.default_dlq(stream)
+        keys.delayed_key(stream)
+    except ValueError as exc:
+        problem(str(exc), "stream")
+        return None
     retry = raw.get("retry", {})
     backoff = retry.get("backoff", {})
+    for key in ("multiplier", "jitter"):
+        if key in backoff and not math.isfinite(backoff[key]):
+            problem(f"retry.backoff.{key}: {backoff[key]!r} is not a finite number", "retry", "backoff", key)
 
     def duration(value: Any, where: tuple[Any, ...]) -> float:
         try:
             return parse_duration(value)
         except ValueError as exc:
-            raise ConfigProblem(document.path, document.line_of(prefix + where), str(exc)) from None
+            problem(str(exc), *where)
+            return 0.0
 
     timeout = duration(raw["timeout"], ("timeout",)) if "timeout" in raw else None
     defaults = Backoff()
     policy = RetryPolicy(
-        attempts=retry.get("attempts", RetryPolicy.attempts),
+        attempts=int(retry.get("attempts", RetryPolicy.attempts)),
         backoff=Backoff(
             initial=duration(backoff.get("initial", defaults.initial), ("retry", "backoff", "initial")),
             multiplier=float(backoff.get("multiplier", defaults.multiplier)),
@@ -200,41 +225,52 @@ def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any])
         ),
     )
     if dlq == stream:
-        raise ConfigProblem(document.path, document.line_of(prefix + ("dlq",)), "dlq must differ from stream")
-    if not keys.same_slot(stream, dlq):
-        raise ConfigProblem(document.path, document.line_of(prefix + ("dlq",)),
-                            f"dlq {dlq!r} must share the stream's hash tag {{{keys.hash_tag(stream)}}} "
-                            "so one atomic step can write it and acknowledge the task")
+        problem("dlq must differ from stream", "dlq")
+    elif not keys.same_slot(stream, dlq):
+        problem(f"dlq {dlq!r} must share the stream's hash tag {{{keys.hash_tag(stream)}}} "
+                "so one atomic step can write it and acknowledge the task", "dlq")
     line = document.line_of(prefix)
+    locations = {key: at(key) for key in ("name", "handler", "stream", "dlq", "codec") if key in raw}
     return Pipeline(
-        name=name, handler=raw["handler"], stream=stream, dlq=dlq, pool=raw.get("pool", 10),
+        name=name, handler=raw["handler"], stream=stream, dlq=dlq, pool=int(raw.get("pool", 10)),
         codec=raw.get("codec", "json"),
-        timeout=timeout or None, max_payload=raw.get("max_payload", DEFAULT_MAX_PAYLOAD), retry=policy,
+        timeout=timeout or None, max_payload=int(raw.get("max_payload", DEFAULT_MAX_PAYLOAD)), retry=policy,
         options=raw.get("options", {}), description=raw.get("description", ""),
-        source=f"{document.path}:{line}" if line else document.path,
+        source=f"{document.path}:{line}" if line else document.path, locations=locations,
     )
 
 
-def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None) -> list[ConfigProblem]:
+def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None,
+                  codecs: Container[str] | None) -> list[ConfigProblem]:
+    """Problems between pipelines, one line per mistake (a duplicate name is not also a shared-key problem)."""
     problems = []
     by_name: dict[str, Pipeline] = {}
     by_key: dict[str, Pipeline] = {}
     for pipeline in pipelines:
-        path, line = _split_source(pipeline.source)
-        if pipeline.name in by_name:
-            problems.append(ConfigProblem(path, line, f"duplicate pipeline name {pipeline.name!r} "
-                                                      f"(also defined at {by_name[pipeline.name].source})"))
-        by_name.setdefault(pipeline.name, pipeline)
-        for role, key in (("stream", pipeline.stream), ("dlq", pipeline.dlq), ("delayed set", pipeline.delayed)):
-            other = by_key.get(key)
-            if other is not None and other is not pipeline:
-                problems.append(ConfigProblem(path, line, f"pipeline {pipeline.name!r} uses {key!r} as its {role}, "
-                                                          f"which pipeline {other.name!r} ({other.source}) uses too"))
-            by_key.setdefault(key, pipeline)
         if handlers is not None and pipeline.handler not in handlers:
-            problems.append(ConfigProblem(path, line, f"pipeline {pipeline.name!r}: unknown handler "
-                                                      f"{pipeline.handler!r} (see `buraq plugins`)"))
+            problems.append(_problem_at(pipeline.location("handler"), f"pipeline {pipeline.name!r}: unknown handler "
+                                                                      f"{pipeline.handler!r} (see `buraq plugins`)"))
+        if codecs is not None and pipeline.codec not in codecs:
+            problems.append(_problem_at(pipeline.location("codec"), f"pipeline {pipeline.name!r}: unknown codec "
+                                                                    f"{pipeline.codec!r}"))
+        if pipeline.name in by_name:
+            problems.append(_problem_at(pipeline.location("name"), f"duplicate pipeline name {pipeline.name!r} "
+                                        f"(also defined at {by_name[pipeline.name].location('name')})"))
+            continue
+        by_name[pipeline.name] = pipeline
+        for role, key in (("stream", pipeline.stream), ("dlq", pipeline.dlq), ("delayed set", pipeline.delayed)):
+            other = by_key.setdefault(key, pipeline)
+            if other is not pipeline:
+                where = pipeline.location("dlq" if role == "dlq" else "stream")
+                problems.append(_problem_at(where, f"pipeline {pipeline.name!r} uses {key!r} as its {role}, which "
+                                                  f"pipeline {other.name!r} ({other.source}) uses too"))
+                break  # the other keys follow from the same mistake
     return problems
+
+
+def _problem_at(location: str, message: str) -> ConfigProblem:
+    path, line = _split_source(location)
+    return ConfigProblem(path, line, message)
 
 
 def _split_source(source: str) -> tuple[str, int | None]:

@@ -16,6 +16,7 @@ log = logging.getLogger("buraq.connection")
 
 URL_VARIABLES = ("BURAQ_REDIS_URL", "REDIS_URL")
 _PASSWORD = re.compile(r"(?P<scheme>[a-z+]+://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&#\s]*", re.IGNORECASE)
 
 
 def configured_url(explicit: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -31,7 +32,8 @@ def configured_url(explicit: str | None, environ: Mapping[str, str] | None = Non
 
 def redact(url: str) -> str:
     """``redis://user:secret@host`` -> ``redis://user:***@host``; safe to log."""
-    return _PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    url = _PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", url)
 
 
 def client(url: str, max_connections: int | None = None) -> aioredis.Redis:

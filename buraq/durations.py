@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -16,8 +17,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{value!r} is not a duration (it must be a finite number of seconds, 0 or more)")
         return float(value)
     if isinstance(value, str):
         match = _PATTERN.match(value)

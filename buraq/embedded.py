@@ -67,7 +67,8 @@ class EmbeddedRedis:
         self._users_lock: int | None = None
 
     def __enter__(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)  # the append-only file holds payloads
         self._users_lock = os.open(self.home / "users.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._users_lock, fcntl.LOCK_SH)
         try:

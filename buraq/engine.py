@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeout
+from redis.exceptions import RedisError, ResponseError
 
 from buraq import streams, wire
 from buraq.acks import AckBatcher
@@ -94,10 +94,20 @@ class PipelineWorker:
             await asyncio.gather(promoter, return_exceptions=True)
 
     async def drain(self, grace: float) -> int:
-        """Wait up to ``grace`` seconds for running tasks; flush acks; return how many did not finish."""
+        """Wait up to ``grace`` seconds for running tasks and their acks; return how many did not finish.
+
+        Acks still unsent when the grace runs out are given up: those entries stay pending
+        (and run again), which at-least-once allows; an exit that hangs on a dead Redis does not.
+        """
+        deadline = asyncio.get_running_loop().time() + grace
         if self._running:
             await asyncio.wait(set(self._running), timeout=grace)
-        await self._acks.flush()
+        remaining = max(1.0, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(self._acks.flush(), remaining)
+        except asyncio.TimeoutError:
+            log.warning("%s: acknowledgements not flushed in time; those tasks stay pending", self.pipeline.name)
+            return len(self._running) + self._acks.unsent
         return len(self._running)
 
     async def _read_loop(self, history: bool) -> None:
@@ -113,11 +123,13 @@ class PipelineWorker:
             try:
                 entries = await streams.read(self._redis, self.pipeline, self._consumer, free, READ_BLOCK_MS, cursor)
                 failures = 0
-            except (RedisConnectionError, RedisTimeout, OSError) as exc:
+            except (RedisError, OSError) as exc:
                 failures += 1
                 delay = min(30.0, 0.2 * 2**min(failures, 8))
                 log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
                 await self._sleep_unless_stopping(delay)
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    await self._recreate_group()
                 continue
             if history:
                 if not entries:
@@ -128,6 +140,14 @@ class PipelineWorker:
                 task = asyncio.create_task(self._process(entry_id, fields))
                 self._running.add(task)
                 task.add_done_callback(self._finished)
+
+    async def _recreate_group(self) -> None:
+        """The stream or group vanished (a Redis restart without persistence, a FLUSHALL): make it again."""
+        try:
+            await streams.ensure_group(self._redis, self.pipeline)
+            log.warning("%s: consumer group was missing; created it again", self.pipeline.name)
+        except (RedisError, OSError) as exc:
+            log.warning("%s: cannot create the consumer group yet (%s)", self.pipeline.name, exc)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -247,7 +267,7 @@ async def _with_redis_retries(step: Callable[[], Any], pipeline: str, attempts: 
     for attempt in range(1, attempts + 1):
         try:
             return bool(await step())
-        except (RedisConnectionError, RedisTimeout, OSError) as exc:
+        except (RedisError, OSError) as exc:  # connection trouble, or an error reply such as OOM
             if attempt == attempts:
                 log.error("%s: giving up on a Redis step after %d tries (%s); the entry stays pending",
                           pipeline, attempts, exc)

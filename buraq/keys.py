@@ -28,6 +28,9 @@ def sibling(stream: str, suffix: str) -> str:
     tag = hash_tag(stream)
     if tag != stream:
         return f"{stream[: stream.find('{')]}{{{tag}}}:{suffix}"
+    if "}" in stream:
+        # Wrapping it in braces would hash only the part before its '}': no sibling can share its slot.
+        raise ValueError(f"stream {stream!r} contains '}}' but no hash tag; give it one, e.g. 'jobs:{{jobs}}'")
     return f"{{{stream}}}:{suffix}"
 
 

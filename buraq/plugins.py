@@ -77,7 +77,7 @@ def load_plugins(plugins_dir: str | os.PathLike[str] | None = None, entry_points
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+        raise PluginError(f"plugin {manager.get_name(exc.plugin) or exc.plugin!r}: {exc}") from None
     return _collect(manager)
 
 
@@ -132,8 +132,7 @@ def _directory_plugins(directory: Path) -> Iterable[tuple[str, ModuleType]]:
 
 def _collect(manager: pluggy.PluginManager) -> Registry:
     registry = Registry()
-    for plugin in manager.get_plugins():
-        name = manager.get_name(plugin) or repr(plugin)
+    for name, plugin in manager.list_name_plugin():  # registration order, so messages are stable
         registry.plugins.append(name)
         hooks = manager.hook
         _call(hooks.register_handlers, plugin, name, lambda n, f, _p=name: _add_handler(registry, n, f, _p))

@@ -49,16 +49,27 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
     sync_slots = sum(p.pool for p in pipelines if not registry.handler(p.handler).is_async)
     executor = ThreadPoolExecutor(max_workers=sync_slots, thread_name_prefix="buraq-sync") if sync_slots else None
     redis = connection.client(options.redis_url)
-    await connection.wait_until_ready(redis, options.redis_url)
     observers = Observers([observer for observer, _ in registry.observers])
     workers = [
         PipelineWorker(p, registry.handler(p.handler), registry.codec(p.codec), redis, consumer, observers, executor)
         for p in pipelines
     ]
-    server = _start_metrics(options.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = _install_signals(loop, stop, workers)
+    ready = asyncio.create_task(connection.wait_until_ready(redis, options.redis_url))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not ready.done():  # told to stop while still waiting for Redis: nothing ran, nothing to drain
+        ready.cancel()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await redis.aclose()
+        log.info("stopped before Redis was reachable")
+        return EXIT_OK
+    ready.result()
+    server = _start_metrics(options.listen)
     log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
              connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
     runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]

@@ -67,7 +67,7 @@ def load_documents(path: str, environ: Mapping[str, str] | None = None) -> list[
         raise ConfigProblem(path, None, f"not UTF-8 text: {exc}") from None
     except OSError as exc:
         raise ConfigProblem(path, None, f"cannot read: {exc.strerror}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     documents = []
     try:
         while loader.check_node():
@@ -89,19 +89,42 @@ def load_documents(path: str, environ: Mapping[str, str] | None = None) -> list[
     return documents
 
 
-def _prepare(node: yaml.Node, node_path: Path_, lines: dict[Path_, int], loader: yaml.SafeLoader,
-             environ: Mapping[str, str], path: str) -> None:
-    """Record lines, reject duplicate keys and interpolate scalars, before anything is constructed."""
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that remembers which scalars carried an explicit tag, so interpolation keeps it."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.explicitly_tagged: set[int] = set()
+
+    def compose_scalar_node(self, anchor: str | None) -> yaml.ScalarNode:
+        explicit = self.peek_event().tag not in (None, "!")
+        node = super().compose_scalar_node(anchor)
+        if explicit:
+            self.explicitly_tagged.add(id(node))
+        return node
+
+
+def _prepare(node: yaml.Node, node_path: Path_, lines: dict[Path_, int], loader: _Loader,
+             environ: Mapping[str, str], path: str, visited: set[int] | None = None) -> None:
+    """Record lines, reject duplicate keys and interpolate scalars, before anything is constructed.
+
+    A node reached again through an alias is not walked twice: that would interpolate it
+    twice and let nested aliases blow up exponentially.
+    """
+    visited = set() if visited is None else visited
     line = node.start_mark.line + 1
     lines.setdefault(node_path, line)
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         if "${" in node.value:
             node.value = interpolate(node.value, environ, path, line)
-            if node.style is None:
+            if node.style is None and id(node) not in loader.explicitly_tagged:
                 node.tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _prepare(item, node_path + (index,), lines, loader, environ, path)
+            _prepare(item, node_path + (index,), lines, loader, environ, path, visited)
     elif isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -111,4 +134,4 @@ def _prepare(node: yaml.Node, node_path: Path_, lines: dict[Path_, int], loader:
                 raise ConfigProblem(path, key_line, f"duplicate key {key!r} (first on line {seen[key]})")
             seen[key] = key_line
             lines[node_path + (key,)] = key_line
-            _prepare(value_node, node_path + (key,), lines, loader, environ, path)
+            _prepare(value_node, node_path + (key,), lines, loader, environ, path, visited)

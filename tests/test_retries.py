@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from conftest import Project, wait_for
@@ -88,3 +89,25 @@ def test_retry_survives_a_restart_of_the_worker(recorder: Project, redis) -> Non
     assert result.returncode == 0, result.stderr
     assert [line.split()[1] for line in recorder.recorded("run")] == ["1", "2", "3"]
     assert recorder.recorded("ok") == [f"{task_id} 3"]
+
+
+def test_hung_async_handler_is_cancelled_at_its_timeout_and_dead_lettered(recorder: Project, redis) -> None:
+    # Given a handler that would sleep 60 s, a 300 ms timeout and 2 attempts
+    name = recorder.pipeline("hung", """
+        handler: test.slow
+        timeout: 300ms
+        options: {seconds: 60}
+        retry: {attempts: 2, backoff: {initial: 100ms, jitter: 0}}
+    """)
+    task_id = recorder.buraq("enqueue", name, "{}").stdout.strip()
+    started = time.monotonic()
+    result = recorder.buraq("serve", "pipelines", "--plugins-dir", "plugins", "--burst", "--listen", "off")
+    # Then both attempts are cut off, the slot is freed, and the task is dead-lettered as timed out
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 15
+    assert recorder.recorded("start") == [task_id, task_id]
+    assert recorder.recorded("ok") == []
+    [(_, fields)] = redis.xrange(f"buraq:{{{name}}}:dlq")
+    assert fields[b"error_type"] == b"TaskTimeout"
+    assert fields[b"error"] == b"task exceeded its timeout of 0.3s"
+    assert fields[b"attempts"] == b"2"
