@@ -142,8 +142,15 @@ def _serve(args: argparse.Namespace) -> int:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
     with _redis_url(args.redis_url) as url:
         options = ServeOptions(redis_url=url, listen=_listen_address(args.listen), grace=parse_duration(args.grace),
-                               burst=args.burst, consumer=args.consumer)
-        return asyncio.run(serve(pipelines, registry, options))
+                               burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir)
+        code = asyncio.run(serve(pipelines, registry, options))
+    # A handler thread still running (one that timed out, or outlived the grace period) would keep
+    # the interpreter alive at exit. Its task already failed or stays pending in Redis, and
+    # everything buraq owes Redis is done, so end the process now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _listen_address(text: str) -> tuple[str, int] | None:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from buraq import connection, streams, wire
 from buraq.builtin.codecs import JsonCodec
-from buraq.config import Pipeline, find_pipeline, load_pipelines
+from buraq.config import Pipeline, find_pipeline, load_pipelines, payload_checker
 from buraq.embedded import EmbeddedRedis
 from buraq.errors import TaskRejected
 
@@ -35,6 +35,7 @@ class AsyncClient:
         self._redis: aioredis.Redis | None = None
         self._codecs: dict[str, Any] = {"json": JsonCodec()}
         self._plugins_dir = plugins_dir
+        self._checkers: dict[str, Any] = {}
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -77,6 +78,14 @@ class AsyncClient:
         return self._codecs[pipeline.codec]
 
     def _encode(self, pipeline: Pipeline, payload: Any) -> bytes:
+        if pipeline.name not in self._checkers:
+            self._checkers[pipeline.name] = payload_checker(pipeline)
+        check = self._checkers[pipeline.name]
+        if check is not None:
+            try:
+                check(payload)
+            except ValueError as exc:
+                raise TaskRejected(f"{pipeline.name}: {exc}") from None
         try:
             data = self._codec_for(pipeline).encode(payload)
         except (TypeError, ValueError) as exc:

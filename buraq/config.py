@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -25,6 +25,9 @@ from buraq.errors import ConfigError, ConfigProblem, UnknownPipeline
 from buraq.yamlfile import YamlDocument, load_documents
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+DEFAULT_LEASE = 15.0
+# A lease shorter than this would have workers heartbeat more often than is sane.
+MIN_LEASE = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,12 @@ class Pipeline:
     pool: int = 10
     codec: str = "json"
     timeout: float | None = None
+    lease: float = DEFAULT_LEASE
+    executor: str = "thread"
     max_payload: int = DEFAULT_MAX_PAYLOAD
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     options: Mapping[str, Any] = field(default_factory=dict)
+    payload_schema: Mapping[str, Any] | None = None
     description: str = ""
     source: str = ""
     # FILE:LINE of the keys later checks may complain about (name, handler, stream, ...).
@@ -67,6 +73,11 @@ class Pipeline:
     def delayed(self) -> str:
         """Sorted set of tasks waiting for a retry, in the stream's hash slot."""
         return keys.delayed_key(self.stream)
+
+    @property
+    def consumers(self) -> str:
+        """Hash of consumer name -> lease expiry (ms, Redis time): who is alive."""
+        return keys.sibling(self.stream, "consumers")
 
     @property
     def group(self) -> str:
@@ -124,6 +135,21 @@ def load_pipelines(
     if problems:
         raise ConfigError(problems)
     return pipelines
+
+
+def payload_checker(pipeline: Pipeline) -> Callable[[Any], None] | None:
+    """A function raising ValueError when a payload breaks the pipeline's ``payload_schema`` (None without one)."""
+    if pipeline.payload_schema is None:
+        return None
+    validator = jsonschema.Draft202012Validator(pipeline.payload_schema)
+
+    def check(payload: Any) -> None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
+        if error is not None:
+            where = "/".join(str(part) for part in error.absolute_path)
+            raise ValueError(f"payload does not match payload_schema{f' at {where}' if where else ''}: {error.message}")
+
+    return check
 
 
 def find_pipeline(pipelines: Iterable[Pipeline], name: str) -> Pipeline:
@@ -214,6 +240,9 @@ def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any],
             return 0.0
 
     timeout = duration(raw["timeout"], ("timeout",)) if "timeout" in raw else None
+    lease = duration(raw.get("lease", DEFAULT_LEASE), ("lease",))
+    if lease < MIN_LEASE:
+        problem(f"lease: {raw.get('lease')!r} is shorter than the minimum of {MIN_LEASE}s", "lease")
     defaults = Backoff()
     policy = RetryPolicy(
         attempts=int(retry.get("attempts", RetryPolicy.attempts)),
@@ -229,13 +258,20 @@ def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any],
     elif not keys.same_slot(stream, dlq):
         problem(f"dlq {dlq!r} must share the stream's hash tag {{{keys.hash_tag(stream)}}} "
                 "so one atomic step can write it and acknowledge the task", "dlq")
+    payload_schema = raw.get("payload_schema")
+    if payload_schema is not None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(payload_schema)
+        except jsonschema.SchemaError as exc:
+            problem(f"payload_schema is not a valid JSON Schema: {exc.message}", "payload_schema",
+                    *exc.absolute_path)
     line = document.line_of(prefix)
     locations = {key: at(key) for key in ("name", "handler", "stream", "dlq", "codec") if key in raw}
     return Pipeline(
         name=name, handler=raw["handler"], stream=stream, dlq=dlq, pool=int(raw.get("pool", 10)),
         codec=raw.get("codec", "json"),
-        timeout=timeout or None, max_payload=int(raw.get("max_payload", DEFAULT_MAX_PAYLOAD)), retry=policy,
-        options=raw.get("options", {}), description=raw.get("description", ""),
+        timeout=timeout or None, lease=lease, executor=raw.get("executor", "thread"), max_payload=int(raw.get("max_payload", DEFAULT_MAX_PAYLOAD)), retry=policy,
+        options=raw.get("options", {}), payload_schema=payload_schema, description=raw.get("description", ""),
         source=f"{document.path}:{line}" if line else document.path, locations=locations,
     )
 
@@ -258,7 +294,8 @@ def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None,
                                         f"(also defined at {by_name[pipeline.name].location('name')})"))
             continue
         by_name[pipeline.name] = pipeline
-        for role, key in (("stream", pipeline.stream), ("dlq", pipeline.dlq), ("delayed set", pipeline.delayed)):
+        for role, key in (("stream", pipeline.stream), ("dlq", pipeline.dlq), ("delayed set", pipeline.delayed),
+                          ("consumers hash", pipeline.consumers)):
             other = by_key.setdefault(key, pipeline)
             if other is not pipeline:
                 where = pipeline.location("dlq" if role == "dlq" else "stream")

@@ -4,7 +4,7 @@ For each pipeline a PipelineWorker reads only as many entries as it has free
 slots, runs each in its own asyncio task, and ends each entry exactly one way:
 acknowledged (success), parked in the delayed set (retry) or written to the
 dead-letter stream (attempts used up, or undecodable), each atomic with its
-acknowledgement.
+acknowledgement. Entries of workers that died come back through Leases.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,8 +22,9 @@ from redis.exceptions import RedisError, ResponseError
 from buraq import streams, wire
 from buraq.acks import AckBatcher
 from buraq.backoff import retry_delay
-from buraq.config import Pipeline
-from buraq.plugins import Handler
+from buraq.config import Pipeline, payload_checker
+from buraq.execution import HandlerRunner
+from buraq.leases import Leases, TakenEntry
 from buraq.task import Task
 
 log = logging.getLogger("buraq.engine")
@@ -37,7 +37,8 @@ MAX_ERROR_TEXT = 8192
 class Observers:
     """The registered observers, grouped per event so the hot path loops over bound methods only."""
 
-    EVENTS = ("task_started", "task_succeeded", "task_failed", "task_retried", "task_dead_lettered")
+    EVENTS = ("task_started", "task_succeeded", "task_failed", "task_retried", "task_dead_lettered",
+              "tasks_reclaimed", "entry_trimmed")
 
     def __init__(self, observers: Sequence[Any]) -> None:
         self._by_event: dict[str, list[Callable[..., None]]] = {
@@ -55,21 +56,24 @@ class Observers:
 class PipelineWorker:
     """Runs one pipeline's tasks in this process, at most ``pipeline.pool`` at a time."""
 
-    def __init__(self, pipeline: Pipeline, handler: Handler, codec: Any, redis: aioredis.Redis,
-                 consumer: str, observers: Observers, executor: Executor | None) -> None:
+    def __init__(self, pipeline: Pipeline, runner: HandlerRunner, codec: Any, redis: aioredis.Redis,
+                 consumer: str, observers: Observers) -> None:
         self.pipeline = pipeline
-        self._handler = handler
+        self._runner = runner
         self._codec = codec
         self._redis = redis
         self._consumer = consumer
         self._observers = observers
-        self._executor = executor
+        self._check_payload = payload_checker(pipeline)
         self._acks = AckBatcher(redis, pipeline)
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._retry_scheduled = asyncio.Event()
         self._stopping = asyncio.Event()
         self._delayed_waiting = True
+        self._leases = Leases(redis, pipeline, consumer, running=lambda: list(self._running),
+                              free_slots=self._free_slots, take_over=self._take_over)
+        self._heartbeat: asyncio.Task[None] | None = None
         self.idle = False  # True when the last read found nothing, nothing runs and nothing waits to retry
 
     @property
@@ -77,21 +81,25 @@ class PipelineWorker:
         return len(self._running)
 
     def stop(self) -> None:
-        """Stop reading new entries; running tasks go on."""
+        """Stop reading and taking over entries; running tasks go on (and keep their leases)."""
         self._stopping.set()
         self._slot_freed.set()
         self._retry_scheduled.set()
 
     async def run(self) -> None:
-        """Read and dispatch until stopped, first finishing this consumer's own pending history."""
+        """Read and dispatch until stopped: first this consumer's own pending history, then new entries."""
         await streams.ensure_group(self._redis, self.pipeline)
-        promoter = asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}")
+        await self._leases.beat()  # alive before owning anything
+        self._heartbeat = asyncio.create_task(self._leases.heartbeat_forever(), name=f"heartbeat:{self.pipeline.name}")
+        helpers = [asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}"),
+                   asyncio.create_task(self._leases.reclaim_until(self._stopping), name=f"reclaim:{self.pipeline.name}")]
         try:
             await self._read_loop(history=True)
             await self._read_loop(history=False)
         finally:
-            promoter.cancel()
-            await asyncio.gather(promoter, return_exceptions=True)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for running tasks and their acks; return how many did not finish.
@@ -101,7 +109,7 @@ class PipelineWorker:
         """
         deadline = asyncio.get_running_loop().time() + grace
         if self._running:
-            await asyncio.wait(set(self._running), timeout=grace)
+            await asyncio.wait(set(self._running.values()), timeout=grace)
         remaining = max(1.0, deadline - asyncio.get_running_loop().time())
         try:
             await asyncio.wait_for(self._acks.flush(), remaining)
@@ -110,18 +118,34 @@ class PipelineWorker:
             return len(self._running) + self._acks.unsent
         return len(self._running)
 
+    async def leave(self) -> None:
+        """Stop heartbeating and tell the group this consumer is gone, so leftovers are taken over at once."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        try:
+            await self._leases.leave()
+        except (RedisError, OSError) as exc:
+            log.warning("%s: could not leave the group cleanly (%s); leftovers wait out the lease",
+                        self.pipeline.name, exc)
+
+    def _free_slots(self) -> int:
+        return 0 if self._stopping.is_set() else self.pipeline.pool - len(self._running)
+
     async def _read_loop(self, history: bool) -> None:
         """Read new entries, or with ``history`` walk this consumer's own pending ones once, oldest first."""
         failures = 0
         cursor = "0" if history else None
         while not self._stopping.is_set():
-            free = self.pipeline.pool - len(self._running)
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             try:
                 entries = await streams.read(self._redis, self.pipeline, self._consumer, free, READ_BLOCK_MS, cursor)
+                counts = await streams.deliveries(self._redis, self.pipeline,
+                                                  [entry_id for entry_id, _ in entries]) if history else {}
                 failures = 0
             except (RedisError, OSError) as exc:
                 failures += 1
@@ -137,9 +161,21 @@ class PipelineWorker:
                 cursor = entries[-1][0]
             self.idle = not entries and not self._running and not self._delayed_waiting
             for entry_id, fields in entries:
-                task = asyncio.create_task(self._process(entry_id, fields))
-                self._running.add(task)
-                task.add_done_callback(self._finished)
+                self._dispatch(entry_id, fields, counts.get(entry_id, 1))
+
+    def _dispatch(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
+        task = asyncio.create_task(self._process(entry_id, fields, deliveries))
+        self._running[entry_id] = task
+        task.add_done_callback(lambda done, key=entry_id: self._finished(key, done))
+
+    def _take_over(self, entries: list[TakenEntry]) -> None:
+        # An entry of our own may come back if its heartbeats failed (say, Redis was away):
+        # it still runs here, so it is neither started again nor counted as taken over.
+        fresh = [entry for entry in entries if entry[0] not in self._running]
+        if fresh:
+            self._observers.emit("tasks_reclaimed", self.pipeline.name, len(fresh))
+        for entry_id, fields, deliveries in fresh:
+            self._dispatch(entry_id, fields, deliveries)
 
     async def _recreate_group(self) -> None:
         """The stream or group vanished (a Redis restart without persistence, a FLUSHALL): make it again."""
@@ -149,8 +185,8 @@ class PipelineWorker:
         except (RedisError, OSError) as exc:
             log.warning("%s: cannot create the consumer group yet (%s)", self.pipeline.name, exc)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+    def _finished(self, entry_id: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(entry_id, None)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: internal error while processing a task", self.pipeline.name, exc_info=task.exception())
@@ -161,52 +197,51 @@ class PipelineWorker:
         except asyncio.TimeoutError:
             pass
 
-    async def _process(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+    async def _process(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
         pipeline = self.pipeline
+        if fields is None:  # trimmed or deleted while pending: nothing left to run or to keep
+            log.warning("%s: entry %s was deleted from the stream while pending; dropping it", pipeline.name, entry_id)
+            self._acks.ack(entry_id)
+            self._observers.emit("entry_trimmed", pipeline.name, entry_id)
+            return
         try:
             task = wire.decode_entry(entry_id, fields, pipeline.name, self._codec, pipeline.max_payload,
-                                     dict(pipeline.options))
+                                     dict(pipeline.options), deliveries, self._check_payload)
         except wire.Undecodable as bad:
             log.warning("%s: entry %s (task %s) is undecodable: %s", pipeline.name, entry_id, bad.task_id, bad)
-            await self._dead_letter(entry_id, bad.task_id, bad.raw_payload, bad.reason, 1,
+            await self._dead_letter(entry_id, bad.task_id, bad.raw_payload, bad.reason, deliveries, 0,
                                     "Undecodable", str(bad), "")
+            return
+        if task.attempt > pipeline.retry.attempts:
+            await self._worker_lost(task, fields)
             return
         self._observers.emit("task_started", task)
         started = time.perf_counter()
         try:
-            await self._execute(task)
+            await self._runner(task)
         except Exception as error:
-            await self._failed(task, error, time.perf_counter() - started, fields or {})
+            await self._failed(task, error, time.perf_counter() - started, fields)
         else:
             self._acks.ack(entry_id)
             self._observers.emit("task_succeeded", task, time.perf_counter() - started)
 
-    async def _execute(self, task: Task) -> Any:
-        handler = self._handler
-        if handler.is_async:
-            call = handler.function(task)
-        else:
-            call = asyncio.get_running_loop().run_in_executor(self._executor, handler.function, task)
-        if self.pipeline.timeout is None:
-            result = await call
-        else:
-            try:
-                result = await asyncio.wait_for(call, self.pipeline.timeout)
-            except asyncio.TimeoutError:
-                raise TaskTimeout(f"task exceeded its timeout of {self.pipeline.timeout:g}s") from None
-        if asyncio.iscoroutine(result):
-            result = await result
-        return result
+    async def _worker_lost(self, task: Task, fields: dict[bytes, bytes]) -> None:
+        """The task's earlier attempts used up its budget by killing their workers: dead-letter it unrun."""
+        message = (f"attempt {task.attempt} would exceed retry.attempts ({self.pipeline.retry.attempts}); "
+                   f"{task.crashes} earlier attempt(s) ended with the worker dying (crash, kill or stop)")
+        log.warning("%s: task %s: %s", self.pipeline.name, task.id, message)
+        await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], "worker_lost", task.attempt - 1,
+                                task.crashes, "WorkerLost", message, "")
 
     async def _failed(self, task: Task, error: Exception, duration: float, fields: dict[bytes, bytes]) -> None:
         self._observers.emit("task_failed", task, error, duration)
         pipeline = self.pipeline
-        error_type = type(error).__name__
+        error_type = getattr(error, "type_name", type(error).__name__)
         if task.attempt < pipeline.retry.attempts:
             delay = retry_delay(pipeline.retry.backoff, task.attempt)
             log.info("%s: task %s attempt %d failed (%s: %s); retry in %.2fs", pipeline.name, task.id,
                      task.attempt, error_type, _short(error), delay)
-            retry = wire.retry_fields(task.id, task.attempt + 1, fields[wire.PAYLOAD])
+            retry = wire.retry_fields(task, fields[wire.PAYLOAD])
             if await _with_redis_retries(lambda: streams.schedule_retry(self._redis, pipeline, task.entry_id,
                                                                          retry, delay), pipeline.name):
                 self._observers.emit("task_retried", task, delay)
@@ -215,17 +250,18 @@ class PipelineWorker:
             return
         log.warning("%s: task %s failed on its last attempt (%d): %s: %s", pipeline.name, task.id,
                     task.attempt, error_type, _short(error))
-        trace = "".join(traceback.format_exception(error))
+        trace = getattr(error, "trace", None) or "".join(traceback.format_exception(error))
         await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], "handler_error", task.attempt,
-                                error_type, str(error), trace)
+                                task.crashes, error_type, str(error), trace)
 
     async def _dead_letter(self, entry_id: str, task_id: str, raw_payload: bytes | None, reason: str,
-                           attempts: int, error_type: str, message: str, trace: str) -> None:
+                           attempts: int, crashes: int, error_type: str, message: str, trace: str) -> None:
         entry: dict[str, str | bytes] = {
             "id": task_id,
             "pipeline": self.pipeline.name,
             "reason": reason,
             "attempts": str(attempts),
+            "crashes": str(crashes),
             "error_type": error_type,
             "error": message[:MAX_ERROR_TEXT],
             "traceback": trace[-MAX_ERROR_TEXT:],
@@ -246,7 +282,7 @@ class PipelineWorker:
             try:
                 _, wait = await streams.promote_due(self._redis, self.pipeline)
                 failures = 0
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 failures += 1
                 wait = min(30.0, 0.2 * 2**min(failures, 8))
                 log.warning("%s: moving due retries failed (%s)", self.pipeline.name, exc)
@@ -256,10 +292,6 @@ class PipelineWorker:
                 await asyncio.wait_for(self._retry_scheduled.wait(), 1.0 if wait is None else min(max(wait, 0.005), 1.0))
             except asyncio.TimeoutError:
                 pass
-
-
-class TaskTimeout(Exception):
-    """A handler ran past its pipeline's ``timeout``."""
 
 
 async def _with_redis_retries(step: Callable[[], Any], pipeline: str, attempts: int = 8) -> bool:

@@ -38,6 +38,7 @@ def register_observers(register: Callable[[Any], None]) -> None:
     """Register objects that watch task life cycles (metrics, logging, tracing).
 
     :param register: call as ``register(observer)``; the engine calls whichever of
-        ``task_started``, ``task_succeeded``, ``task_failed``, ``task_retried`` and
-        ``task_dead_lettered`` the observer defines. Observers must be fast and must not raise.
+        ``task_started``, ``task_succeeded``, ``task_failed``, ``task_retried``,
+        ``task_dead_lettered``, ``tasks_reclaimed`` and ``entry_trimmed`` the observer
+        defines. Observers must be fast and must not raise.
     """

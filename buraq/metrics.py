@@ -16,3 +16,7 @@ TASK_DURATION = Histogram("buraq_task_duration_seconds", "Handler run time per e
                           buckets=DURATION_BUCKETS)
 TASK_LATENCY = Histogram("buraq_task_latency_seconds", "Time from enqueue (Redis entry time) to handler start.",
                          ["pipeline"], buckets=DURATION_BUCKETS)
+TASKS_RECLAIMED = Counter("buraq_tasks_reclaimed", "Tasks taken over from workers that died or went silent.",
+                          ["pipeline"])
+ENTRIES_TRIMMED = Counter("buraq_entries_trimmed", "Pending entries found deleted from the stream (nothing to run).",
+                          ["pipeline"])

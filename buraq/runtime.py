@@ -17,11 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import prometheus_client
+from redis.asyncio import Redis
 
 from buraq import connection
 from buraq.config import Pipeline
+from buraq import streams
 from buraq.engine import Observers, PipelineWorker
+from buraq.execution import HandlerRunner
 from buraq.plugins import Registry
+from buraq.process_pool import ProcessPool
 
 log = logging.getLogger("buraq.runtime")
 
@@ -37,6 +41,7 @@ class ServeOptions:
     grace: float = 30.0
     burst: bool = False
     consumer: str | None = None
+    plugins_dir: str | None = None
 
 
 def default_consumer_name() -> str:
@@ -46,50 +51,29 @@ def default_consumer_name() -> str:
 async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOptions) -> int:
     """Run every pipeline until a signal (or, in burst mode, until all are idle); return the exit code."""
     consumer = options.consumer or default_consumer_name()
-    sync_slots = sum(p.pool for p in pipelines if not registry.handler(p.handler).is_async)
-    executor = ThreadPoolExecutor(max_workers=sync_slots, thread_name_prefix="buraq-sync") if sync_slots else None
     redis = connection.client(options.redis_url)
+    threads, processes = _executors(pipelines, registry, options.plugins_dir)
     observers = Observers([observer for observer, _ in registry.observers])
     workers = [
-        PipelineWorker(p, registry.handler(p.handler), registry.codec(p.codec), redis, consumer, observers, executor)
+        PipelineWorker(p, HandlerRunner(p, registry.handler(p.handler), threads, processes.get(p.name)),
+                       registry.codec(p.codec), redis, consumer, observers)
         for p in pipelines
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = _install_signals(loop, stop, workers)
-    ready = asyncio.create_task(connection.wait_until_ready(redis, options.redis_url))
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    if not ready.done():  # told to stop while still waiting for Redis: nothing ran, nothing to drain
-        ready.cancel()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        await redis.aclose()
-        log.info("stopped before Redis was reachable")
-        return EXIT_OK
-    ready.result()
-    server = _start_metrics(options.listen)
-    log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
-             connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
-    runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]
+    signals = _install_signals(loop, stop, workers, processes)
+    server = None
+    runs: list[asyncio.Task[None]] = []
     try:
-        waiter = asyncio.create_task(_wait_for_stop(stop, workers, options.burst))
-        done, _ = await asyncio.wait([waiter, *runs], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not waiter and task.exception() is not None:
-                raise task.exception()  # a pipeline's reader died: stop everything and say why
-        for worker in workers:
-            worker.stop()
-        await asyncio.gather(*runs, return_exceptions=True)
-        waiter.cancel()
-        left = sum(await asyncio.gather(*(w.drain(options.grace) for w in workers)))
-        if left:
-            log.warning("grace period of %.0fs ran out with %d task(s) running; they stay pending in Redis",
-                        options.grace, left)
-            return EXIT_DRAIN_INCOMPLETE
-        log.info("drained; all acknowledgements flushed")
-        return EXIT_OK
+        if not await _ready_unless_stopped(redis, options.redis_url, stop):
+            log.info("stopped before Redis was reachable")
+            return EXIT_OK
+        server = _start_metrics(options.listen)
+        log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
+                 connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
+        runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]
+        await _run_until_stopped(stop, workers, runs, options.burst, redis)
+        return await _drain_and_leave(workers, options.grace)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -98,16 +82,71 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
         if server is not None:
             server.shutdown()
         await redis.aclose()
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
+        for pool in processes.values():
+            pool.close()
 
 
-async def _wait_for_stop(stop: asyncio.Event, workers: list[PipelineWorker], burst: bool) -> None:
+def _executors(pipelines: list[Pipeline], registry: Registry,
+               plugins_dir: str | None) -> tuple[ThreadPoolExecutor | None, dict[str, ProcessPool]]:
+    """A thread per slot of every threaded sync pipeline; a process pool per `executor: process` one."""
+    for pipeline in pipelines:
+        if pipeline.executor == "process" and registry.handler(pipeline.handler).is_async:
+            log.warning("%s: executor: process applies to plain def handlers; %s is async and runs on the "
+                        "event loop", pipeline.name, pipeline.handler)
+    sync = [p for p in pipelines if not registry.handler(p.handler).is_async]
+    slots = sum(p.pool for p in sync if p.executor == "thread")
+    threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="buraq-sync") if slots else None
+    processes = {p.name: ProcessPool(p.handler, plugins_dir, p.pool) for p in sync if p.executor == "process"}
+    return threads, processes
+
+
+async def _ready_unless_stopped(redis: Redis, url: str, stop: asyncio.Event) -> bool:
+    """Wait for Redis; False if a signal came first (nothing ran, so there is nothing to drain)."""
+    ready = asyncio.create_task(connection.wait_until_ready(redis, url))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not ready.done():
+        ready.cancel()
+        return False
+    ready.result()
+    return True
+
+
+async def _run_until_stopped(stop: asyncio.Event, workers: list[PipelineWorker], runs: list[asyncio.Task[None]],
+                             burst: bool, redis: Redis) -> None:
+    """Return when told to stop (a signal, or burst mode's idleness); then stop every reader."""
+    waiter = asyncio.create_task(_wait_for_stop(stop, workers, burst, redis))
+    done, _ = await asyncio.wait([waiter, *runs], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            raise task.exception()  # a pipeline's reader died: stop everything and say why
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*runs, return_exceptions=True)
+    waiter.cancel()
+
+
+async def _drain_and_leave(workers: list[PipelineWorker], grace: float) -> int:
+    """Drain; leave the groups only when nothing is left running, so nobody takes over live work."""
+    left = sum(await asyncio.gather(*(w.drain(grace) for w in workers)))
+    if left:
+        log.warning("grace period of %.0fs ran out with %d task(s) running; they stay pending in Redis and "
+                    "are taken over by other workers once this one's lease runs out", grace, left)
+        return EXIT_DRAIN_INCOMPLETE
+    await asyncio.gather(*(w.leave() for w in workers))
+    log.info("drained; all acknowledgements flushed")
+    return EXIT_OK
+
+
+async def _wait_for_stop(stop: asyncio.Event, workers: list[PipelineWorker], burst: bool, redis: Redis) -> None:
     if not burst:
         await stop.wait()
         return
     while not stop.is_set():
-        if all(worker.idle for worker in workers):
+        if all(worker.idle for worker in workers) and not await _anything_pending(redis, workers):
             log.info("burst mode: every pipeline is idle; stopping")
             return
         try:
@@ -116,13 +155,19 @@ async def _wait_for_stop(stop: asyncio.Event, workers: list[PipelineWorker], bur
             pass
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
-                     workers: list[PipelineWorker]) -> list[signal.Signals]:
+async def _anything_pending(redis: Redis, workers: list[PipelineWorker]) -> bool:
+    """Entries still pending anywhere in the groups (say, left by a dead worker, waiting to be taken over)."""
+    counts = await asyncio.gather(*(streams.pending_count(redis, w.pipeline) for w in workers))
+    return any(counts)
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, workers: list[PipelineWorker],
+                     processes: dict[str, ProcessPool]) -> list[signal.Signals]:
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():
-            log.warning("second %s: exiting now; unfinished tasks stay pending in Redis", sig.name)
-            logging.shutdown()
-            os._exit(EXIT_INTERRUPTED)
+            log.warning("second %s: exiting now; unfinished tasks stay pending in Redis for other workers", sig.name)
+            loop.create_task(_exit_now(workers, processes))
+            return
         in_flight = sum(w.in_flight for w in workers)
         log.info("%s: no new reads; draining %d running task(s)", sig.name, in_flight)
         stop.set()
@@ -132,6 +177,17 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
         loop.add_signal_handler(sig, on_signal, sig)
         installed.append(sig)
     return installed
+
+
+async def _exit_now(workers: list[PipelineWorker], processes: dict[str, ProcessPool]) -> None:
+    """Kill handler processes, tell the groups this consumer is gone (at most half a second), exit at once."""
+    for pool in processes.values():
+        pool.close()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.leave() for w in workers), return_exceptions=True), 0.5)
+    finally:
+        logging.shutdown()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _start_metrics(listen: tuple[str, int] | None):  # type: ignore[no-untyped-def]

@@ -20,6 +20,9 @@ from buraq.config import Pipeline
 Entry = tuple[str, dict[bytes, bytes] | None]
 # Entries the promoter moves per call; bounded so one script never blocks Redis for long.
 PROMOTE_BATCH = 500
+# Pending entries the reclaim scan looks at per call, and running ids per heartbeat call.
+RECLAIM_SCAN = 200
+HEARTBEAT_CHUNK = 1000
 
 
 @cache
@@ -123,5 +126,66 @@ async def read_range(redis: aioredis.Redis, stream: str, count: int, newest_firs
     return [(entry_id.decode(), fields) for entry_id, fields in rows]
 
 
+async def pending_count(redis: aioredis.Redis, pipeline: Pipeline) -> int:
+    """Entries delivered to some consumer of the group and not yet acknowledged."""
+    try:
+        return int((await redis.xpending(pipeline.stream, pipeline.group))["pending"])
+    except ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            return 0
+        raise
+
+
 async def length(redis: aioredis.Redis, stream: str) -> int:
     return await redis.xlen(stream)
+
+
+async def heartbeat(redis: aioredis.Redis, pipeline: Pipeline, consumer: str, running: Sequence[str]) -> list[str]:
+    """Mark ``consumer`` alive for one lease and refresh its running entries; return ids it lost."""
+    lost: list[str] = []
+    ids = list(running)
+    lease_ms = int(pipeline.lease * 1000)
+    for start in range(0, max(len(ids), 1), HEARTBEAT_CHUNK):
+        reply = await _script(redis, "heartbeat")(
+            keys=[pipeline.stream, pipeline.consumers],
+            args=[pipeline.group, consumer, lease_ms, *ids[start:start + HEARTBEAT_CHUNK]])
+        lost.extend(entry_id.decode() for entry_id in reply)
+    return lost
+
+
+async def reclaim(redis: aioredis.Redis, pipeline: Pipeline, consumer: str, cursor: str,
+                  limit: int) -> tuple[str, list[tuple[str, dict[bytes, bytes] | None, int]]]:
+    """Take over up to ``limit`` entries of dead (or silent past the lease) consumers.
+
+    Returns the next cursor ('-' after a full pass) and (entry id, fields, deliveries) for each
+    entry taken; fields are None for an entry trimmed from the stream while it was pending.
+    """
+    next_cursor, taken, deliveries, claimed = await _script(redis, "reclaim")(
+        keys=[pipeline.stream, pipeline.consumers],
+        args=[pipeline.group, consumer, int(pipeline.lease * 1000), cursor, RECLAIM_SCAN, limit])
+    existing = {entry_id.decode(): _pairs(fields) for entry_id, fields in claimed}
+    entries = [(entry_id.decode(), existing.get(entry_id.decode()), int(count))
+               for entry_id, count in zip(taken, deliveries)]
+    return next_cursor.decode(), entries
+
+
+async def leave(redis: aioredis.Redis, pipeline: Pipeline, consumer: str) -> None:
+    """Stop counting ``consumer`` as alive (its leftovers become claimable at once)."""
+    await _script(redis, "leave")(keys=[pipeline.stream, pipeline.consumers], args=[pipeline.group, consumer])
+
+
+async def deliveries(redis: aioredis.Redis, pipeline: Pipeline, entry_ids: Sequence[str]) -> dict[str, int]:
+    """How many times each pending entry has been delivered (asked one id at a time, so exact)."""
+    if not entry_ids:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for entry_id in entry_ids:
+            pipe.xpending_range(pipeline.stream, pipeline.group, min=entry_id, max=entry_id, count=1)
+        replies = await pipe.execute()
+    return {row["message_id"].decode(): int(row["times_delivered"]) for rows in replies for row in rows}
+
+
+def _pairs(flat: list[bytes] | None) -> dict[bytes, bytes] | None:
+    if flat is None:
+        return None
+    return dict(zip(flat[::2], flat[1::2]))

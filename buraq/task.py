@@ -12,6 +12,8 @@ class Task:
 
     ``id`` stays the same across retries and replays, so handlers can use it as
     an idempotency key; delivery is at-least-once, so they may need one.
+    ``attempt`` counts every start of the task, including ones whose worker died;
+    ``crashes`` says how many of the earlier attempts ended that way.
     """
 
     id: str
@@ -21,3 +23,4 @@ class Task:
     options: dict[str, Any] = field(default_factory=dict)
     entry_id: str = ""
     enqueued_at: float = 0.0
+    crashes: int = 0

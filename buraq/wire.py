@@ -2,12 +2,18 @@
 
 A producer in any language writes ``XADD <stream> * payload '<json>'``. buraq
 adds ``id`` (the task id, kept across retries; absent on a first delivery,
-where the task id is the entry id) and ``attempt`` (absent means 1). Anything
+where the task id is the entry id), ``attempt`` (absent means 1) and
+``crashes`` (earlier attempts whose worker died; absent means 0). Anything
 else in the entry is ignored. See docs/wire-format.md.
+
+Attempts are counted from Redis, not from process memory: an entry Redis has
+delivered N times has been started N-1 more times than its ``attempt`` field
+says, each by a worker that died before ending it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from buraq.task import Task
@@ -15,6 +21,7 @@ from buraq.task import Task
 PAYLOAD = b"payload"
 TASK_ID = b"id"
 ATTEMPT = b"attempt"
+CRASHES = b"crashes"
 
 
 class Undecodable(Exception):
@@ -33,11 +40,14 @@ def entry_time(entry_id: str) -> float:
     return int(millis) / 1000.0
 
 
-def decode_entry(entry_id: str, fields: dict[bytes, bytes] | None, pipeline: str, codec: Any,
-                 max_payload: int, options: dict[str, Any]) -> Task:
-    """Turn one stream entry into a Task, or raise Undecodable saying why not."""
-    if not fields:
-        raise Undecodable("missing_fields", "entry has no fields (deleted or trimmed while pending)", entry_id, None)
+def decode_entry(entry_id: str, fields: dict[bytes, bytes], pipeline: str, codec: Any,
+                 max_payload: int, options: dict[str, Any], deliveries: int = 1,
+                 check: Callable[[Any], None] | None = None) -> Task:
+    """Turn one stream entry (delivered ``deliveries`` times) into a Task, or raise Undecodable saying why not.
+
+    (An entry trimmed from the stream while pending has no fields at all; the engine drops it
+    before decoding, as there is nothing left to run or to keep.)
+    """
     task_id = fields.get(TASK_ID)
     task_id_text = task_id.decode("utf-8", "replace") if task_id else entry_id
     raw = fields.get(PAYLOAD)
@@ -46,24 +56,35 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes] | None, pipeline: str
     if len(raw) > max_payload:
         raise Undecodable("too_large", f"payload is {len(raw)} bytes; the limit is {max_payload}", task_id_text, raw)
     attempt_raw = fields.get(ATTEMPT, b"1")
+    crashes_raw = fields.get(CRASHES, b"0")
     try:
-        attempt = int(attempt_raw)
-        if attempt < 1:
+        attempt, crashes = int(attempt_raw), int(crashes_raw)
+        if attempt < 1 or crashes < 0:
             raise ValueError
     except ValueError:
-        raise Undecodable("bad_attempt", f"'attempt' field {attempt_raw!r} is not a positive integer",
-                          task_id_text, raw) from None
+        raise Undecodable("bad_attempt", f"'attempt' {attempt_raw!r} / 'crashes' {crashes_raw!r} fields are not "
+                          "counts", task_id_text, raw) from None
+    redelivered = max(0, deliveries - 1)
     try:
         payload = codec.decode(raw)
     except Exception as exc:
         raise Undecodable("decode", f"payload cannot be decoded: {exc}", task_id_text, raw) from None
-    return Task(id=task_id_text, payload=payload, attempt=attempt, pipeline=pipeline, options=options,
-                entry_id=entry_id, enqueued_at=entry_time(entry_id))
+    if check is not None:
+        try:
+            check(payload)
+        except ValueError as exc:
+            raise Undecodable("schema", str(exc), task_id_text, raw) from None
+    return Task(id=task_id_text, payload=payload, attempt=attempt + redelivered, pipeline=pipeline, options=options,
+                entry_id=entry_id, enqueued_at=entry_time(entry_id), crashes=crashes + redelivered)
 
 
 def first_delivery_fields(encoded_payload: bytes) -> dict[bytes, bytes]:
     return {PAYLOAD: encoded_payload}
 
 
-def retry_fields(task_id: str, attempt: int, raw_payload: bytes) -> dict[bytes, bytes]:
-    return {TASK_ID: task_id.encode(), ATTEMPT: str(attempt).encode(), PAYLOAD: raw_payload}
+def retry_fields(task: Task, raw_payload: bytes) -> dict[bytes, bytes]:
+    """The entry for the task's next attempt."""
+    fields = {TASK_ID: task.id.encode(), ATTEMPT: str(task.attempt + 1).encode(), PAYLOAD: raw_payload}
+    if task.crashes:
+        fields[CRASHES] = str(task.crashes).encode()
+    return fields

@@ -37,3 +37,30 @@ def test_undecodable_entries_are_dead_lettered_with_a_reason_and_good_tasks_stil
     assert dlq[bad_ids["invalid utf-8"]][b"payload"] == b'{"x": "\xff\xfe"}'  # kept byte for byte
     assert dlq[bad_ids["decode"]][b"attempts"] == b"1"
     assert redis.xpending(stream, "buraq")["pending"] == 0
+
+
+def test_payload_of_the_wrong_shape_is_refused_by_producers_and_dead_lettered_by_workers(recorder: Project, redis) -> None:
+    # Given a pipeline that declares the shape of its payloads
+    name = recorder.pipeline("shaped", """
+        handler: test.ok
+        payload_schema:
+          type: object
+          required: [user]
+          properties: {user: {type: integer}}
+    """)
+    # Then producers refuse a payload of the wrong shape before it reaches Redis
+    refused = recorder.buraq("enqueue", name, '{"user": "ada"}')
+    assert refused.returncode == 1
+    assert "payload does not match payload_schema at user" in refused.stderr
+    # And one written by a raw client goes to the DLQ on first delivery, without a run
+    stream = f"buraq:{{{name}}}:tasks"
+    wrong = redis.xadd(stream, {"payload": '["user", 1]'}).decode()
+    right = recorder.buraq("enqueue", name, '{"user": 1}').stdout.strip()
+    result = recorder.buraq("serve", "pipelines", "--plugins-dir", "plugins", "--burst", "--listen", "off")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in recorder.recorded("ok")] == [right]
+    [(_, entry)] = redis.xrange(f"buraq:{{{name}}}:dlq")
+    assert entry[b"id"].decode() == wrong
+    assert entry[b"reason"] == b"schema"
+    assert entry[b"attempts"] == b"1"
+    assert b"is not of type 'object'" in entry[b"error"]

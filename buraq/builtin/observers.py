@@ -30,6 +30,12 @@ class MetricsObserver:
     def task_dead_lettered(self, pipeline: str, task_id: str, reason: str) -> None:
         metrics.TASKS_DLQ.labels(pipeline, reason).inc()
 
+    def tasks_reclaimed(self, pipeline: str, count: int) -> None:
+        metrics.TASKS_RECLAIMED.labels(pipeline).inc(count)
+
+    def entry_trimmed(self, pipeline: str, entry_id: str) -> None:
+        metrics.ENTRIES_TRIMMED.labels(pipeline).inc()
+
 
 @hookimpl(trylast=True)
 def register_observers(register: Callable[[Any], None]) -> None:

@@ -1,0 +1,9 @@
+-- A consumer leaves: it is no longer alive, so whatever it still holds can be taken over at once.
+-- KEYS[1] stream, KEYS[2] consumers hash; ARGV[1] group, ARGV[2] consumer
+-- It is removed from the group only when it holds nothing (DELCONSUMER would orphan its entries).
+redis.call('HDEL', KEYS[2], ARGV[2])
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
