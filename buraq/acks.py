@@ -25,6 +25,7 @@ class AckBatcher:
         self._redis = redis
         self._pipeline = pipeline
         self._ids: list[str] = []
+        self._sending = 0  # ids in the XACK on the wire right now
         self._flusher: asyncio.Task[None] | None = None
 
     def ack(self, entry_id: str) -> None:
@@ -34,7 +35,8 @@ class AckBatcher:
 
     @property
     def unsent(self) -> int:
-        return len(self._ids)
+        """Acknowledgements not yet confirmed by Redis, including those on the wire."""
+        return len(self._ids) + self._sending
 
     async def flush(self) -> None:
         """Wait until every id handed in so far is acknowledged."""
@@ -46,14 +48,18 @@ class AckBatcher:
         try:
             while self._ids:
                 ids, self._ids = self._ids, []
+                self._sending = len(ids)
                 try:
                     await streams.ack(self._redis, self._pipeline, ids)
                     failures = 0
                 except RedisError as exc:
                     # Unacknowledged entries stay pending and would run again; keep trying.
                     failures += 1
+                    self._sending = 0
                     self._ids[:0] = ids
                     log.warning("%s: XACK of %d entries failed (%s); retrying", self._pipeline.name, len(ids), exc)
                     await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                finally:
+                    self._sending = 0
         finally:
             self._flusher = None

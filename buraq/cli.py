@@ -10,12 +10,14 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar
 
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
-from buraq import connection, streams
+from buraq import connection, schedules, streams
 from buraq.config import find_pipeline, load_pipelines
 from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
@@ -88,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("payload", nargs="?", default="-",
                          help="JSON payload; '-' (default) reads one JSON payload per line from stdin")
     enqueue.add_argument("--file", help="read one JSON payload per line from this file")
+    when = enqueue.add_mutually_exclusive_group()
+    when.add_argument("--delay", help="start no sooner than this from now, by Redis's clock (30s, 10m, 1h)")
+    when.add_argument("--at", help="start no sooner than this time, ISO 8601 with a zone (2026-12-01T09:00:00Z)")
     _add_pipelines(enqueue)
     _add_redis(enqueue)
     enqueue.set_defaults(run=_enqueue)
@@ -96,6 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_plugins_dir(plugins)
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(run=_plugins)
+
+    schedule = command("schedule", help="inspect schedules")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    schedule_list = schedule_commands.add_parser("list", help="each schedule's last and next fire times",
+                                                 parents=[common])
+    schedule_list.add_argument("--count", type=int, default=3, help="how many next fire times to show")
+    schedule_list.add_argument("--json", action="store_true")
+    _add_pipelines(schedule_list)
+    _add_redis(schedule_list)
+    schedule_list.set_defaults(run=_schedule_list)
+
+    status = command("status", help="per pipeline: queued, pending, delayed, dead-lettered, consumers")
+    status.add_argument("--json", action="store_true")
+    _add_pipelines(status)
+    _add_redis(status)
+    status.set_defaults(run=_status)
 
     dlq = command("dlq", help="read a pipeline's dead-letter stream")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -141,7 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not pipelines:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
     with _redis_url(args.redis_url) as url:
-        options = ServeOptions(redis_url=url, listen=_listen_address(args.listen), grace=parse_duration(args.grace),
+        options = ServeOptions(redis_url=url, listen=_listen_address(args.listen), grace=_duration_option("--grace", args.grace),
                                burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir)
         code = asyncio.run(serve(pipelines, registry, options))
     # A handler thread still running (one that timed out, or outlived the grace period) would keep
@@ -176,8 +197,13 @@ def _enqueue(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(pipelines, args.pipeline)
     payloads = list(_payloads(args))
 
+    delay = _duration_option("--delay", args.delay) if args.delay is not None else None
+    at = _parse_time(args.at) if args.at is not None else None
+
     async def run(url: str) -> list[str]:
         async with AsyncClient(url, pipelines) as client:
+            if delay is not None or at is not None:
+                return await client.enqueue_many(pipeline.name, payloads, delay=delay, at=at)
             if len(payloads) == 1:
                 return [await client.enqueue(pipeline.name, payloads[0])]
             return await client.enqueue_many(pipeline.name, payloads)
@@ -186,6 +212,23 @@ def _enqueue(args: argparse.Namespace) -> int:
         for task_id in asyncio.run(run(url)):
             print(task_id)
     return 0
+
+
+def _duration_option(option: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise BuraqError(f"{option}: {exc}") from None
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise BuraqError(f"--at: {text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise BuraqError(f"--at: {text!r} has no time zone; add Z or an offset like +01:00")
+    return moment
 
 
 def _payloads(args: argparse.Namespace) -> Iterator[Any]:
@@ -221,19 +264,31 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dlq_list(args: argparse.Namespace) -> int:
-    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
+T = TypeVar("T")
 
-    async def run(url: str) -> tuple[int, list[streams.Entry]]:
+
+def _query(explicit_url: str | None, query: Callable[[Redis], Awaitable[T]]) -> T:
+    """Run one read-only query against the configured (or the embedded) Redis."""
+
+    async def run(url: str) -> T:
         redis = connection.client(url)
         try:
-            return (await streams.length(redis, pipeline.dlq),
-                    await streams.read_range(redis, pipeline.dlq, args.count, newest_first=True))
+            return await query(redis)
         finally:
             await redis.aclose()
 
-    with _redis_url(args.redis_url) as url:
-        total, entries = asyncio.run(run(url))
+    with _redis_url(explicit_url) as url:
+        return asyncio.run(run(url))
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
+
+    async def query(redis: Redis) -> tuple[int, list[streams.Entry]]:
+        return (await streams.length(redis, pipeline.dlq),
+                await streams.read_range(redis, pipeline.dlq, args.count, newest_first=True))
+
+    total, entries = _query(args.redis_url, query)
     rows = [{"entry": entry_id, **{k.decode(): v.decode("utf-8", "replace") for k, v in (fields or {}).items()}}
             for entry_id, fields in entries]
     if args.json:
@@ -244,6 +299,61 @@ def _dlq_list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['entry']}  task {row.get('id', '?')}  attempts {row.get('attempts', '?')}  "
               f"{row.get('reason', '?')}  {row.get('error_type', '')}: {row.get('error', '')[:120]}")
+    return 0
+
+
+def _schedule_list(args: argparse.Namespace) -> int:
+    pipelines = [p for p in load_pipelines([args.pipelines]) if p.schedule]
+
+    async def query(redis: Redis) -> list[dict[str, Any]]:
+        now = await streams.redis_time(redis)
+        rows = []
+        for pipeline in pipelines:
+            names = [s.name for s in pipeline.schedule]
+            marks = await streams.schedule_marks(redis, pipeline, names)
+            fired = await streams.schedule_last_fired(redis, pipeline, names)
+            for schedule in pipeline.schedule:
+                last, last_fired = marks[schedule.name], fired[schedule.name]
+                rows.append({"pipeline": pipeline.name, "schedule": schedule.name, "spec": schedule.describe(),
+                             "misfire": schedule.misfire, "overlap": schedule.overlap,
+                             "last_fire": _iso(last_fired) if last_fired else None,
+                             "next_fires": [_iso(t) for t in schedules.upcoming(schedule, max(now, last or 0),
+                                                                                 args.count)]})
+        return rows
+
+    rows = _query(args.redis_url, query)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no schedules")
+    for row in rows:
+        print(f"{row['pipeline']}  {row['schedule']}  {row['spec']}  misfire={row['misfire']} overlap={row['overlap']}")
+        print(f"    last fire: {row['last_fire'] or 'never'}")
+        print(f"    next:      {', '.join(row['next_fires'])}")
+    return 0
+
+
+def _iso(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _status(args: argparse.Namespace) -> int:
+    pipelines = load_pipelines([args.pipelines])
+
+    async def query(redis: Redis) -> list[dict[str, Any]]:
+        return [{"pipeline": p.name, **await streams.status(redis, p)} for p in pipelines]
+
+    rows = _query(args.redis_url, query)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    headers = ("PIPELINE", "QUEUED", "PENDING", "DELAYED", "DLQ", "CONSUMERS")
+    table = [(r["pipeline"], "?" if r["queued"] is None else r["queued"], r["pending"], r["delayed"], r["dlq"],
+              len(r["consumers"])) for r in rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *table)]
+    for line in (headers, *table):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)))
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import uuid
+from datetime import datetime
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -44,17 +46,37 @@ class AsyncClient:
                         tb: TracebackType | None) -> None:
         await self.close()
 
-    async def enqueue(self, pipeline: str, payload: Any) -> str:
-        """Add one task; return its id (the stream entry id, which the handler sees as ``task.id``)."""
-        target = self.pipeline(pipeline)
-        fields = wire.first_delivery_fields(self._encode(target, payload))
-        return await streams.add(await self._connection(), target.stream, fields)
+    async def enqueue(self, pipeline: str, payload: Any, *, delay: float | None = None,
+                      at: datetime | float | None = None) -> str:
+        """Add one task; return its id, which the handler sees as ``task.id``.
 
-    async def enqueue_many(self, pipeline: str, payloads: Iterable[Any]) -> list[str]:
-        """Add many tasks in pipelined batches; return their ids in order. All are checked before any is sent."""
+        With ``delay`` (seconds, measured by Redis's clock) or ``at`` (an aware datetime, or
+        seconds since the epoch) the task waits in the pipeline's delayed set and never starts
+        before then. Its id is then generated here; otherwise it is the stream entry id.
+        """
         target = self.pipeline(pipeline)
-        encoded = [wire.first_delivery_fields(self._encode(target, payload)) for payload in payloads]
-        return await streams.add_many(await self._connection(), target.stream, encoded)
+        at_seconds = _check_when(delay, at)
+        data = self._encode(target, payload)
+        if delay is None and at is None:
+            return await streams.add(await self._connection(), target.stream, wire.first_delivery_fields(data))
+        return await self._park(target, data, delay, at_seconds)
+
+    async def _park(self, target: Pipeline, data: bytes, delay: float | None, at: float | None) -> str:
+        task_id = f"d-{uuid.uuid4().hex}"
+        await streams.add_delayed(await self._connection(), target, wire.first_delivery_fields(data, task_id),
+                                  delay=delay, at=at)
+        return task_id
+
+    async def enqueue_many(self, pipeline: str, payloads: Iterable[Any], *, delay: float | None = None,
+                           at: datetime | float | None = None) -> list[str]:
+        """Add many tasks (pipelined in batches); return their ids in order. All are checked before any is sent."""
+        target = self.pipeline(pipeline)
+        at_seconds = _check_when(delay, at)
+        encoded = [self._encode(target, payload) for payload in payloads]
+        if delay is None and at is None:
+            return await streams.add_many(await self._connection(), target.stream,
+                                          [wire.first_delivery_fields(data) for data in encoded])
+        return [await self._park(target, data, delay, at_seconds) for data in encoded]
 
     def pipeline(self, name: str) -> Pipeline:
         """The definition of pipeline ``name`` (loaded once from the pipeline files)."""
@@ -105,6 +127,19 @@ class AsyncClient:
         return self._redis
 
 
+def _check_when(delay: float | None, at: datetime | float | None) -> float | None:
+    """Check delay= / at= before anything is sent; return ``at`` as seconds since the epoch."""
+    if delay is not None and at is not None:
+        raise TaskRejected("give delay or at, not both")
+    if delay is not None and delay < 0:
+        raise TaskRejected(f"delay must not be negative (got {delay})")
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise TaskRejected("at= needs a time zone (a naive datetime is ambiguous across hosts)")
+        return at.timestamp()
+    return None if at is None else float(at)
+
+
 class Client:
     """The synchronous face of AsyncClient, for scripts and web apps that are not asyncio.
 
@@ -124,11 +159,13 @@ class Client:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def enqueue(self, pipeline: str, payload: Any) -> str:
-        return self._loop.run_until_complete(self._client.enqueue(pipeline, payload))
+    def enqueue(self, pipeline: str, payload: Any, *, delay: float | None = None,
+                at: datetime | float | None = None) -> str:
+        return self._loop.run_until_complete(self._client.enqueue(pipeline, payload, delay=delay, at=at))
 
-    def enqueue_many(self, pipeline: str, payloads: Iterable[Any]) -> list[str]:
-        return self._loop.run_until_complete(self._client.enqueue_many(pipeline, payloads))
+    def enqueue_many(self, pipeline: str, payloads: Iterable[Any], *, delay: float | None = None,
+                     at: datetime | float | None = None) -> list[str]:
+        return self._loop.run_until_complete(self._client.enqueue_many(pipeline, payloads, delay=delay, at=at))
 
     def pipeline(self, name: str) -> Pipeline:
         return self._client.pipeline(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,10 +18,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 import jsonschema
+from croniter import croniter
 
 from buraq import keys
 from buraq.durations import parse_duration
+from buraq.schedules import Schedule, default_name, never_fires
 from buraq.errors import ConfigError, ConfigProblem, UnknownPipeline
 from buraq.yamlfile import YamlDocument, load_documents
 
@@ -61,6 +66,7 @@ class Pipeline:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     options: Mapping[str, Any] = field(default_factory=dict)
     payload_schema: Mapping[str, Any] | None = None
+    schedule: tuple[Schedule, ...] = ()
     description: str = ""
     source: str = ""
     # FILE:LINE of the keys later checks may complain about (name, handler, stream, ...).
@@ -76,8 +82,17 @@ class Pipeline:
 
     @property
     def consumers(self) -> str:
-        """Hash of consumer name -> lease expiry (ms, Redis time): who is alive."""
+        """Hash of consumer name -> "<lease expiry ms>:<lease ms>" (Redis time): who is alive, at what rate."""
         return keys.sibling(self.stream, "consumers")
+
+    @property
+    def schedules(self) -> str:
+        """Hash of schedule name -> last tick handled (ms), the claim every scheduler checks; NAME:fired -> last fired."""
+        return keys.sibling(self.stream, "schedules")
+
+    def overlap_marker(self, schedule: str) -> str:
+        """Set while a tick's task of an `overlap: skip` schedule has not ended."""
+        return keys.sibling(self.stream, f"running:{schedule}")
 
     @property
     def group(self) -> str:
@@ -200,6 +215,8 @@ def _schema_problems(document: YamlDocument, prefix: tuple[Any, ...], raw: Any) 
             continue
         if error.validator == "oneOf" and error.schema is pipeline_schema()["$defs"]["duration"]:
             message = f"{error.instance!r} is not a duration (use e.g. 30s, 5m, 1h, 250ms or seconds)"
+        elif error.validator == "oneOf" and list(error.absolute_path)[:1] == ["schedule"]:
+            message = "give exactly one of cron or every"
         else:
             message = error.message
         label = f"{dotted}: " if dotted else ""
@@ -265,15 +282,78 @@ def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any],
         except jsonschema.SchemaError as exc:
             problem(f"payload_schema is not a valid JSON Schema: {exc.message}", "payload_schema",
                     *exc.absolute_path)
+    schedules = tuple(_schedules(raw.get("schedule", []), problem, duration))
     line = document.line_of(prefix)
     locations = {key: at(key) for key in ("name", "handler", "stream", "dlq", "codec") if key in raw}
-    return Pipeline(
+    built = Pipeline(
         name=name, handler=raw["handler"], stream=stream, dlq=dlq, pool=int(raw.get("pool", 10)),
         codec=raw.get("codec", "json"),
         timeout=timeout or None, lease=lease, executor=raw.get("executor", "thread"), max_payload=int(raw.get("max_payload", DEFAULT_MAX_PAYLOAD)), retry=policy,
-        options=raw.get("options", {}), payload_schema=payload_schema, description=raw.get("description", ""),
+        options=raw.get("options", {}), payload_schema=payload_schema, schedule=schedules,
+        description=raw.get("description", ""),
         source=f"{document.path}:{line}" if line else document.path, locations=locations,
     )
+    _check_schedule_payloads(built, problem)
+    return built
+
+
+def _schedules(raw: list[dict[str, Any]], problem: Callable[..., None],
+               duration: Callable[[Any, tuple[Any, ...]], float]) -> list[Schedule]:
+    """Check each `schedule:` entry's cron expression and time zone; problems name its line."""
+    schedules, names = [], set()
+    for index, entry in enumerate(raw):
+        where = ("schedule", index)
+        zone = entry.get("timezone", "UTC")
+        if not zone_ok(zone):
+            problem(f"schedule[{index}].timezone: unknown time zone {zone!r} (use an IANA name like Europe/Berlin)",
+                    *where, "timezone")
+        if "cron" in entry and not croniter.is_valid(entry["cron"]):
+            problem(f"schedule[{index}].cron: {entry['cron']!r} is not a valid cron expression", *where, "cron")
+        elif "cron" in entry and zone_ok(zone) and never_fires(Schedule(name="check", cron=entry["cron"], timezone=zone),
+                                                               int(time.time() * 1000)):
+            problem(f"schedule[{index}].cron: {entry['cron']!r} never fires (no such date within five years)",
+                    *where, "cron")
+        every = duration(entry["every"], (*where, "every")) if "every" in entry else None
+        if every is not None and every < 0.1:
+            problem(f"schedule[{index}].every: {entry['every']!r} is shorter than 100ms", *where, "every")
+        name = entry.get("name") or default_name(entry)
+        if name in names:
+            problem(f"schedule[{index}]: another schedule of this pipeline has the same name {name!r}", *where)
+        names.add(name)
+        schedules.append(Schedule(name=name, cron=entry.get("cron"), every=every, timezone=zone,
+                                  payload=entry.get("payload", {}), misfire=entry.get("misfire", "run_once"),
+                                  overlap=entry.get("overlap", "allow")))
+    return schedules
+
+
+def zone_ok(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _check_schedule_payloads(pipeline: Pipeline, problem: Callable[..., None]) -> None:
+    """A tick's payload must be one the pipeline accepts, or every tick would be dead-lettered."""
+    check = payload_checker(pipeline)
+    for index, schedule in enumerate(pipeline.schedule):
+        where = ("schedule", index, "payload")
+        if check is not None:
+            try:
+                check(schedule.payload)
+            except ValueError as exc:
+                problem(f"schedule[{index}]: {exc}", *where)
+        if pipeline.codec != "json":
+            continue  # only the codec's plugin can encode it; `buraq serve` does so at start
+        try:
+            size = len(json.dumps(schedule.payload, separators=(",", ":"), ensure_ascii=False,
+                                  allow_nan=False).encode())
+        except (TypeError, ValueError) as exc:
+            problem(f"schedule[{index}].payload cannot be sent as JSON: {exc}", *where)
+            continue
+        if size > pipeline.max_payload:
+            problem(f"schedule[{index}].payload is {size} bytes; max_payload is {pipeline.max_payload}", *where)
 
 
 def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None,
@@ -295,7 +375,7 @@ def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None,
             continue
         by_name[pipeline.name] = pipeline
         for role, key in (("stream", pipeline.stream), ("dlq", pipeline.dlq), ("delayed set", pipeline.delayed),
-                          ("consumers hash", pipeline.consumers)):
+                          ("consumers hash", pipeline.consumers), ("schedules hash", pipeline.schedules)):
             other = by_key.setdefault(key, pipeline)
             if other is not pipeline:
                 where = pipeline.location("dlq" if role == "dlq" else "stream")

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
 
 from buraq.errors import BuraqError
 
@@ -108,6 +108,8 @@ class EmbeddedRedis:
         try:
             with redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2) as conn:
                 return bool(conn.ping())
+        except BusyLoadingError:
+            return True  # up, still reading a large append-only file: not a reason to start another
         except (RedisError, OSError):
             return False
 

@@ -30,6 +30,9 @@ from buraq.task import Task
 log = logging.getLogger("buraq.engine")
 
 READ_BLOCK_MS = 1000
+# How often each worker looks for due delayed tasks when it knows of none sooner: producers in
+# other processes cannot wake it, so this bounds how late a newly delayed task can start.
+PROMOTE_POLL = 0.1
 # The longest a DLQ entry keeps of an error message and traceback.
 MAX_ERROR_TEXT = 8192
 
@@ -91,15 +94,18 @@ class PipelineWorker:
         await streams.ensure_group(self._redis, self.pipeline)
         await self._leases.beat()  # alive before owning anything
         self._heartbeat = asyncio.create_task(self._leases.heartbeat_forever(), name=f"heartbeat:{self.pipeline.name}")
-        helpers = [asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}"),
-                   asyncio.create_task(self._leases.reclaim_until(self._stopping), name=f"reclaim:{self.pipeline.name}")]
+        promoter = asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}")
+        reclaimer = asyncio.create_task(self._leases.reclaim_until(self._stopping), name=f"reclaim:{self.pipeline.name}")
         try:
             await self._read_loop(history=True)
             await self._read_loop(history=False)
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            promoter.cancel()  # moving due entries is atomic and idempotent: a lost reply costs nothing
+            try:  # a reclaim whose reply were lost would count a delivery for nothing: let it finish
+                await asyncio.wait_for(asyncio.shield(reclaimer), 5.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                reclaimer.cancel()
+            await asyncio.gather(promoter, reclaimer, return_exceptions=True)
 
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for running tasks and their acks; return how many did not finish.
@@ -124,8 +130,8 @@ class PipelineWorker:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         try:
-            await self._leases.leave()
-        except (RedisError, OSError) as exc:
+            await asyncio.wait_for(self._leases.leave(), 5.0)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
             log.warning("%s: could not leave the group cleanly (%s); leftovers wait out the lease",
                         self.pipeline.name, exc)
 
@@ -164,6 +170,8 @@ class PipelineWorker:
                 self._dispatch(entry_id, fields, counts.get(entry_id, 1))
 
     def _dispatch(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
+        if entry_id in self._running:
+            return  # already running here: the history walk and a reclaim pass can both hand it over
         task = asyncio.create_task(self._process(entry_id, fields, deliveries))
         self._running[entry_id] = task
         task.add_done_callback(lambda done, key=entry_id: self._finished(key, done))
@@ -186,7 +194,8 @@ class PipelineWorker:
             log.warning("%s: cannot create the consumer group yet (%s)", self.pipeline.name, exc)
 
     def _finished(self, entry_id: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(entry_id, None)
+        if self._running.get(entry_id) is task:
+            del self._running[entry_id]
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: internal error while processing a task", self.pipeline.name, exc_info=task.exception())
@@ -210,7 +219,7 @@ class PipelineWorker:
         except wire.Undecodable as bad:
             log.warning("%s: entry %s (task %s) is undecodable: %s", pipeline.name, entry_id, bad.task_id, bad)
             await self._dead_letter(entry_id, bad.task_id, bad.raw_payload, bad.reason, deliveries, 0,
-                                    "Undecodable", str(bad), "")
+                                    "Undecodable", str(bad), "", fields)
             return
         if task.attempt > pipeline.retry.attempts:
             await self._worker_lost(task, fields)
@@ -224,6 +233,16 @@ class PipelineWorker:
         else:
             self._acks.ack(entry_id)
             self._observers.emit("task_succeeded", task, time.perf_counter() - started)
+            if wire.SCHEDULE in fields:
+                await self._schedule_finished(fields)
+
+    async def _schedule_finished(self, fields: dict[bytes, bytes]) -> None:
+        """A schedule's task ended: under `overlap: skip` its next tick may fire now."""
+        name = fields.get(wire.SCHEDULE, b"").decode()
+        if any(s.name == name and s.overlap == "skip" for s in self.pipeline.schedule):
+            task_id = fields.get(wire.TASK_ID, b"").decode()
+            await _with_redis_retries(lambda: streams.schedule_finished(self._redis, self.pipeline, name, task_id),
+                                      self.pipeline.name)
 
     async def _worker_lost(self, task: Task, fields: dict[bytes, bytes]) -> None:
         """The task's earlier attempts used up its budget by killing their workers: dead-letter it unrun."""
@@ -231,7 +250,7 @@ class PipelineWorker:
                    f"{task.crashes} earlier attempt(s) ended with the worker dying (crash, kill or stop)")
         log.warning("%s: task %s: %s", self.pipeline.name, task.id, message)
         await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], "worker_lost", task.attempt - 1,
-                                task.crashes, "WorkerLost", message, "")
+                                task.crashes, "WorkerLost", message, "", fields)
 
     async def _failed(self, task: Task, error: Exception, duration: float, fields: dict[bytes, bytes]) -> None:
         self._observers.emit("task_failed", task, error, duration)
@@ -241,21 +260,25 @@ class PipelineWorker:
             delay = retry_delay(pipeline.retry.backoff, task.attempt)
             log.info("%s: task %s attempt %d failed (%s: %s); retry in %.2fs", pipeline.name, task.id,
                      task.attempt, error_type, _short(error), delay)
-            retry = wire.retry_fields(task, fields[wire.PAYLOAD])
+            retry = wire.retry_fields(task, fields[wire.PAYLOAD], fields.get(wire.SCHEDULE))
             if await _with_redis_retries(lambda: streams.schedule_retry(self._redis, pipeline, task.entry_id,
                                                                          retry, delay), pipeline.name):
                 self._observers.emit("task_retried", task, delay)
                 self._delayed_waiting = True
                 self._retry_scheduled.set()
+            else:
+                log.warning("%s: task %s was no longer pending when its retry was parked (taken over by another "
+                            "worker, or the Redis step gave up); it is not retried from here", pipeline.name, task.id)
             return
         log.warning("%s: task %s failed on its last attempt (%d): %s: %s", pipeline.name, task.id,
                     task.attempt, error_type, _short(error))
         trace = getattr(error, "trace", None) or "".join(traceback.format_exception(error))
         await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], "handler_error", task.attempt,
-                                task.crashes, error_type, str(error), trace)
+                                task.crashes, error_type, str(error), trace, fields)
 
     async def _dead_letter(self, entry_id: str, task_id: str, raw_payload: bytes | None, reason: str,
-                           attempts: int, crashes: int, error_type: str, message: str, trace: str) -> None:
+                           attempts: int, crashes: int, error_type: str, message: str, trace: str,
+                           fields: dict[bytes, bytes] | None = None) -> None:
         entry: dict[str, str | bytes] = {
             "id": task_id,
             "pipeline": self.pipeline.name,
@@ -274,14 +297,20 @@ class PipelineWorker:
         if await _with_redis_retries(lambda: streams.dead_letter(self._redis, self.pipeline, entry_id, entry),
                                      self.pipeline.name):
             self._observers.emit("task_dead_lettered", self.pipeline.name, task_id, reason)
+        # Ended either way (0 means it was already moved, perhaps by us with the reply lost).
+        await self._schedule_finished(fields or {})
 
     async def _promote_loop(self) -> None:
         """Move due retries into the stream; sleep until the next is due or a new retry is parked."""
         failures = 0
         while not self._stopping.is_set():
             try:
-                _, wait = await streams.promote_due(self._redis, self.pipeline)
+                _, wait, malformed = await streams.promote_due(self._redis, self.pipeline)
                 failures = 0
+                for _ in range(malformed):
+                    log.warning("%s: a malformed delayed-set member was moved to the DLQ (bad_delayed_member)",
+                                self.pipeline.name)
+                    self._observers.emit("task_dead_lettered", self.pipeline.name, "?", "bad_delayed_member")
             except (RedisError, OSError) as exc:
                 failures += 1
                 wait = min(30.0, 0.2 * 2**min(failures, 8))
@@ -289,7 +318,8 @@ class PipelineWorker:
             self._delayed_waiting = wait is not None
             self._retry_scheduled.clear()
             try:
-                await asyncio.wait_for(self._retry_scheduled.wait(), 1.0 if wait is None else min(max(wait, 0.005), 1.0))
+                await asyncio.wait_for(self._retry_scheduled.wait(),
+                                       PROMOTE_POLL if wait is None else min(max(wait, 0.002), PROMOTE_POLL))
             except asyncio.TimeoutError:
                 pass
 

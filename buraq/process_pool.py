@@ -53,18 +53,49 @@ class ProcessPool:
         self._plugins_dir = plugins_dir
         self._idle: asyncio.Queue[_Child] = asyncio.Queue()
         self._all: set[_Child] = set()
+        self._starting: set[asyncio.Task[None]] = set()
+        self._failed_starts = 0
         for _ in range(size):
             self._add_child()
 
-    def _add_child(self) -> None:
+    def _add_child(self, pause: float = 0.0) -> None:
+        """Start a child; it joins the idle queue only once it says its plugins are loaded, so
+        start-up time never counts against a task's timeout."""
+        starting = asyncio.get_running_loop().create_task(self._start_child(pause))
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+
+    async def _start_child(self, pause: float) -> None:
+        await asyncio.sleep(pause)
         child = _Child(self._handler_name, self._plugins_dir)
         self._all.add(child)
+        try:
+            await _receive(child.connection)  # {"ready": true}
+        except (EOFError, OSError, ValueError):
+            self._all.discard(child)
+            child.kill()
+            backoff = min(30.0, 0.5 * 2 ** min(self._failed_starts, 6))
+            self._failed_starts += 1
+            log.error("a handler process for %s died while starting (exit code %s); another in %.1fs",
+                      self._handler_name, child.process.exitcode, backoff)
+            self._add_child(backoff)
+            return
+        self._failed_starts = 0
         self._idle.put_nowait(child)
+
+    async def _idle_child(self) -> _Child:
+        while True:
+            child = await self._idle.get()
+            if child.process.is_alive():
+                return child
+            self._all.discard(child)  # died while idle: replace it without failing anybody's task
+            child.kill()
+            self._add_child()
 
     async def run(self, task: Task, timeout: float | None) -> Any:
         # default=str: options from YAML may hold dates; the handler sees them as ISO strings.
         message = json.dumps(dataclasses.asdict(task), default=str).encode()
-        child = await self._idle.get()
+        child = await self._idle_child()
         healthy = False
         try:
             child.connection.send_bytes(message)
@@ -87,6 +118,8 @@ class ProcessPool:
         return reply.get("result")
 
     def close(self) -> None:
+        for starting in self._starting:
+            starting.cancel()
         for child in self._all:
             child.kill()
         self._all.clear()
@@ -114,6 +147,7 @@ def _child_main(connection: Connection, handler_name: str, plugins_dir: str | No
     from buraq.plugins import load_plugins
 
     handler = load_plugins(plugins_dir).handler(handler_name).function
+    connection.send_bytes(b'{"ready": true}')
     while True:
         try:
             message = connection.recv_bytes()

@@ -23,9 +23,11 @@ from buraq import connection
 from buraq.config import Pipeline
 from buraq import streams
 from buraq.engine import Observers, PipelineWorker
+from buraq.errors import BuraqError
 from buraq.execution import HandlerRunner
 from buraq.plugins import Registry
 from buraq.process_pool import ProcessPool
+from buraq.scheduler import Job, Scheduler
 
 log = logging.getLogger("buraq.runtime")
 
@@ -51,6 +53,7 @@ def default_consumer_name() -> str:
 async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOptions) -> int:
     """Run every pipeline until a signal (or, in burst mode, until all are idle); return the exit code."""
     consumer = options.consumer or default_consumer_name()
+    jobs = _schedule_jobs(pipelines, registry)  # before anything starts: a payload no codec takes is a user error
     redis = connection.client(options.redis_url)
     threads, processes = _executors(pipelines, registry, options.plugins_dir)
     observers = Observers([observer for observer, _ in registry.observers])
@@ -72,7 +75,10 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
                  connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
         runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]
+        scheduler = asyncio.create_task(Scheduler(redis, jobs).run(stop), name="scheduler")
         await _run_until_stopped(stop, workers, runs, options.burst, redis)
+        scheduler.cancel()  # no new ticks while draining (a Lua step in flight completes in Redis or not at all)
+        await asyncio.gather(scheduler, return_exceptions=True)
         return await _drain_and_leave(workers, options.grace)
     finally:
         for sig in signals:
@@ -86,6 +92,20 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
             threads.shutdown(wait=False, cancel_futures=True)
         for pool in processes.values():
             pool.close()
+
+
+def _schedule_jobs(pipelines: list[Pipeline], registry: Registry) -> list[Job]:
+    """Each schedule with its payload encoded once, by its pipeline's codec."""
+    jobs = []
+    for pipeline in pipelines:
+        for schedule in pipeline.schedule:
+            try:
+                payload = registry.codec(pipeline.codec).encode(schedule.payload)
+            except Exception as exc:
+                raise BuraqError(f"{pipeline.source}: schedule {schedule.name}: the {pipeline.codec} codec "
+                                 f"cannot encode its payload: {exc}") from None
+            jobs.append(Job(pipeline, schedule, payload))
+    return jobs
 
 
 def _executors(pipelines: list[Pipeline], registry: Registry,

@@ -23,6 +23,8 @@ PROMOTE_BATCH = 500
 # Pending entries the reclaim scan looks at per call, and running ids per heartbeat call.
 RECLAIM_SCAN = 200
 HEARTBEAT_CHUNK = 1000
+# How long an `overlap: skip` marker outlives a scheduled task that never ends (a safety net).
+OVERLAP_MARKER_TTL_MS = 24 * 3600 * 1000
 
 
 @cache
@@ -92,7 +94,7 @@ async def ack(redis: aioredis.Redis, pipeline: Pipeline, entry_ids: Sequence[str
 async def schedule_retry(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str,
                          fields: Mapping[bytes, bytes], delay: float) -> bool:
     """Atomically park the task in the delayed set (due by Redis time) and acknowledge the entry."""
-    member = b"".join(b"%d:%s" % (len(part), part) for pair in fields.items() for part in pair)
+    member = _netstrings(fields)
     done = await _script(redis, "schedule_retry")(
         keys=[pipeline.stream, pipeline.delayed],
         args=[pipeline.group, entry_id, int(delay * 1000), member])
@@ -109,11 +111,11 @@ async def dead_letter(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str,
     return bool(done)
 
 
-async def promote_due(redis: aioredis.Redis, pipeline: Pipeline) -> tuple[int, float | None]:
-    """Move due delayed tasks into the stream; return (moved, seconds until the next, or None)."""
-    moved, wait_ms = await _script(redis, "promote_due")(
-        keys=[pipeline.stream, pipeline.delayed], args=[PROMOTE_BATCH])
-    return int(moved), (None if int(wait_ms) < 0 else int(wait_ms) / 1000.0)
+async def promote_due(redis: aioredis.Redis, pipeline: Pipeline) -> tuple[int, float | None, int]:
+    """Move due delayed tasks into the stream; return (moved, seconds until the next or None, malformed)."""
+    moved, wait_ms, malformed = await _script(redis, "promote_due")(
+        keys=[pipeline.stream, pipeline.delayed, pipeline.dlq], args=[PROMOTE_BATCH])
+    return int(moved), (None if int(wait_ms) < 0 else int(wait_ms) / 1000.0), int(malformed)
 
 
 async def read_range(redis: aioredis.Redis, stream: str, count: int, newest_first: bool = False,
@@ -189,3 +191,79 @@ def _pairs(flat: list[bytes] | None) -> dict[bytes, bytes] | None:
     if flat is None:
         return None
     return dict(zip(flat[::2], flat[1::2]))
+
+
+def _netstrings(fields: Mapping[bytes, bytes]) -> bytes:
+    """Fields as netstrings ("<length>:<bytes>"): the delayed set's member format, any bytes allowed."""
+    return b"".join(b"%d:%s" % (len(part), part) for pair in fields.items() for part in pair)
+
+
+async def add_delayed(redis: aioredis.Redis, pipeline: Pipeline, fields: Mapping[bytes, bytes],
+                      delay: float | None = None, at: float | None = None) -> float:
+    """Park a task until ``delay`` seconds from now by Redis's clock, or until epoch time ``at``; return its due time."""
+    mode, millis = ("delay", round((delay or 0) * 1000)) if at is None else ("at", round(at * 1000))
+    due = await _script(redis, "delay")(keys=[pipeline.delayed], args=[mode, millis, _netstrings(fields)])
+    return int(due) / 1000.0
+
+
+async def redis_time(redis: aioredis.Redis) -> int:
+    """Redis's clock in ms: the one clock every process agrees on."""
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def schedule_marks(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> dict[str, int | None]:
+    """The last tick (ms) each named schedule of ``pipeline`` has handled; None for one never seen."""
+    values = await redis.hmget(pipeline.schedules, list(names))
+    return {name: (int(value) if value else None) for name, value in zip(names, values)}
+
+
+async def schedule_last_fired(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> dict[str, int | None]:
+    """The last tick (ms) each named schedule actually enqueued a task for; None if it never did."""
+    values = await redis.hmget(pipeline.schedules, [f"{name}:fired" for name in names])
+    return {name: (int(value) if value else None) for name, value in zip(names, values)}
+
+
+async def fire_ticks(redis: aioredis.Redis, pipeline: Pipeline, schedule: str, expected_last: int | None,
+                     new_last: int, ticks: Sequence[int], overlap: str, payload: bytes) -> tuple[str, int, int]:
+    """Enqueue ``ticks`` and move the schedule's mark from ``expected_last`` to ``new_last``, atomically.
+
+    Returns (status, fired, skipped); status 'stale' means another scheduler moved the mark first.
+    """
+    status, fired, skipped = await _script(redis, "fire_ticks")(
+        keys=[pipeline.stream, pipeline.schedules, pipeline.overlap_marker(schedule)],
+        args=[schedule, "" if expected_last is None else str(expected_last), str(new_last), overlap,
+              OVERLAP_MARKER_TTL_MS, payload, *[str(t) for t in ticks]])
+    return status.decode(), int(fired), int(skipped)
+
+
+async def schedule_finished(redis: aioredis.Redis, pipeline: Pipeline, schedule: str, task_id: str) -> None:
+    """A scheduled task ended (done or dead-lettered): its schedule may fire again under `overlap: skip`.
+
+    The marker is cleared only if it still names this task, so a late duplicate of an old tick
+    cannot clear the marker of a newer one.
+    """
+    await _script(redis, "clear_marker")(keys=[pipeline.overlap_marker(schedule)], args=[task_id])
+
+
+async def delayed_count(redis: aioredis.Redis, pipeline: Pipeline) -> int:
+    return await redis.zcard(pipeline.delayed)
+
+
+async def status(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, Any]:
+    """Queue depth as Redis sees it: unread (the group's lag) and pending, never XLEN (which counts done work)."""
+    try:
+        groups = {g["name"].decode(): g for g in await redis.xinfo_groups(pipeline.stream)}
+    except ResponseError:
+        groups = {}
+    group = groups.get(pipeline.group)
+    consumers = []
+    if group is not None:
+        for consumer in await redis.xinfo_consumers(pipeline.stream, pipeline.group):
+            consumers.append({"name": consumer["name"].decode(), "pending": int(consumer["pending"]),
+                              "idle_ms": int(consumer["idle"])})
+    # Redis cannot always compute the lag (after an XDEL of an unread entry): then it is unknown (None).
+    queued = group.get("lag") if group else await redis.xlen(pipeline.stream)
+    return {"queued": None if queued is None else int(queued), "pending": int(group["pending"]) if group else 0,
+            "delayed": await redis.zcard(pipeline.delayed), "dlq": await redis.xlen(pipeline.dlq),
+            "consumers": consumers}

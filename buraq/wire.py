@@ -3,8 +3,10 @@
 A producer in any language writes ``XADD <stream> * payload '<json>'``. buraq
 adds ``id`` (the task id, kept across retries; absent on a first delivery,
 where the task id is the entry id), ``attempt`` (absent means 1) and
-``crashes`` (earlier attempts whose worker died; absent means 0). Anything
-else in the entry is ignored. See docs/wire-format.md.
+``crashes`` (earlier attempts whose worker died; absent means 0), ``due``
+(ms, Redis clock: when a delayed, retried or scheduled task was due) and
+``schedule`` (the schedule that fired it). Anything else in the entry is
+ignored. See docs/wire-format.md.
 
 Attempts are counted from Redis, not from process memory: an entry Redis has
 delivered N times has been started N-1 more times than its ``attempt`` field
@@ -22,6 +24,8 @@ PAYLOAD = b"payload"
 TASK_ID = b"id"
 ATTEMPT = b"attempt"
 CRASHES = b"crashes"
+DUE = b"due"
+SCHEDULE = b"schedule"
 
 
 class Undecodable(Exception):
@@ -65,6 +69,7 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], pipeline: str, codec
         raise Undecodable("bad_attempt", f"'attempt' {attempt_raw!r} / 'crashes' {crashes_raw!r} fields are not "
                           "counts", task_id_text, raw) from None
     redelivered = max(0, deliveries - 1)
+    due = fields.get(DUE)
     try:
         payload = codec.decode(raw)
     except Exception as exc:
@@ -75,16 +80,22 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], pipeline: str, codec
         except ValueError as exc:
             raise Undecodable("schema", str(exc), task_id_text, raw) from None
     return Task(id=task_id_text, payload=payload, attempt=attempt + redelivered, pipeline=pipeline, options=options,
-                entry_id=entry_id, enqueued_at=entry_time(entry_id), crashes=crashes + redelivered)
+                entry_id=entry_id, enqueued_at=entry_time(entry_id), crashes=crashes + redelivered,
+                due_at=int(due) / 1000.0 if due and due.isdigit() else None)
 
 
-def first_delivery_fields(encoded_payload: bytes) -> dict[bytes, bytes]:
-    return {PAYLOAD: encoded_payload}
+def first_delivery_fields(encoded_payload: bytes, task_id: str | None = None) -> dict[bytes, bytes]:
+    """A new task's entry; ``task_id`` is given only when no entry id can serve (a delayed task)."""
+    if task_id is None:
+        return {PAYLOAD: encoded_payload}
+    return {TASK_ID: task_id.encode(), PAYLOAD: encoded_payload}
 
 
-def retry_fields(task: Task, raw_payload: bytes) -> dict[bytes, bytes]:
+def retry_fields(task: Task, raw_payload: bytes, schedule: bytes | None = None) -> dict[bytes, bytes]:
     """The entry for the task's next attempt."""
     fields = {TASK_ID: task.id.encode(), ATTEMPT: str(task.attempt + 1).encode(), PAYLOAD: raw_payload}
+    if schedule is not None:
+        fields[SCHEDULE] = schedule
     if task.crashes:
         fields[CRASHES] = str(task.crashes).encode()
     return fields

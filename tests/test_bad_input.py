@@ -64,3 +64,21 @@ def test_payload_of_the_wrong_shape_is_refused_by_producers_and_dead_lettered_by
     assert entry[b"reason"] == b"schema"
     assert entry[b"attempts"] == b"1"
     assert b"is not of type 'object'" in entry[b"error"]
+
+
+def test_a_malformed_member_in_the_delayed_set_is_dead_lettered_and_blocks_nothing(recorder: Project, redis) -> None:
+    # Given a producer in another language that wrote a delayed task wrongly (a length in characters,
+    # not bytes), due before a good one
+    name = recorder.pipeline("parked", "handler: test.ok\n")
+    delayed = f"buraq:{{{name}}}:delayed"
+    redis.zadd(delayed, {"2:id5:bad-17:payload8:\"Zürich\"": 1})
+    redis.zadd(delayed, {b"2:id4:good7:payload2:{}": 2})
+    # When a worker promotes due tasks
+    result = recorder.buraq("serve", "pipelines", "--plugins-dir", "plugins", "--burst", "--listen", "off")
+    # Then the good one ran, and the bad one is in the DLQ whole, with the reason
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in recorder.recorded("ok")] == ["good"]
+    [(_, entry)] = redis.xrange(f"buraq:{{{name}}}:dlq")
+    assert entry[b"reason"] == b"bad_delayed_member"
+    assert entry[b"payload"] == "2:id5:bad-17:payload8:\"Zürich\"".encode()
+    assert redis.zcard(delayed) == 0

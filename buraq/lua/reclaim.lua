@@ -1,5 +1,5 @@
--- Take over pending entries whose worker is gone, or that sat idle past the lease.
--- KEYS[1] stream, KEYS[2] consumers hash (name -> lease expiry in ms, Redis time)
+-- Take over pending entries whose worker is gone, or that sat idle past their owner's lease.
+-- KEYS[1] stream, KEYS[2] consumers hash (name -> "<lease expiry ms>:<lease ms>", Redis time)
 -- ARGV[1] group, ARGV[2] this consumer, ARGV[3] lease in ms, ARGV[4] cursor ('-' to start over),
 -- ARGV[5] pending entries to look at, ARGV[6] most entries to take
 -- Returns {next cursor ('-' when the scan reached the end), taken ids, their delivery counts,
@@ -10,20 +10,35 @@ local lease, scan, limit = tonumber(ARGV[3]), tonumber(ARGV[5]), tonumber(ARGV[6
 local start = '-'
 if ARGV[4] ~= '-' then start = '(' .. ARGV[4] end
 local rows = redis.call('XPENDING', KEYS[1], ARGV[1], start, '+', scan)
-local alive = {}
+local leases = {}  -- owner -> its lease in ms while alive, false when dead
 local take, deliveries = {}, {}
 local last = nil
 for _, row in ipairs(rows) do
   if #take >= limit then break end
   last = row[1]
   local owner, idle = row[2], tonumber(row[3])
-  local live = alive[owner]
-  if live == nil then
-    local expiry = redis.call('HGET', KEYS[2], owner)
-    live = expiry ~= false and tonumber(expiry) > now_ms
-    alive[owner] = live
+  local owner_lease = leases[owner]
+  if owner_lease == nil then
+    local value = redis.call('HGET', KEYS[2], owner)
+    owner_lease = false
+    if value then
+      local expiry, its_lease = string.match(value, '^(%d+):(%d+)$')
+      if expiry and tonumber(expiry) > now_ms then
+        owner_lease = tonumber(its_lease)  -- judge its entries by its own heartbeat rate
+      end
+    end
+    leases[owner] = owner_lease
   end
-  if idle > lease or (not live and owner ~= ARGV[2]) then
+  if owner == ARGV[2] then
+    owner_lease = lease
+  end
+  local wanted = (owner_lease and idle > owner_lease) or (not owner_lease and owner ~= ARGV[2])
+  if wanted and owner_lease and #redis.call('XRANGE', KEYS[1], row[1], row[1]) == 0 then
+    -- Deleted from the stream while its live owner runs it: heartbeats leave it alone so its
+    -- pending row survives for the owner's ack, retry or DLQ move. Taking it would drop that row.
+    wanted = false
+  end
+  if wanted then
     take[#take + 1] = row[1]
     deliveries[#deliveries + 1] = tonumber(row[4]) + 1
   end
@@ -40,7 +55,8 @@ if cursor == '-' then
   -- A full pass is done: forget consumers whose lease ran out and who hold nothing.
   local all = redis.call('HGETALL', KEYS[2])
   for i = 1, #all, 2 do
-    if tonumber(all[i + 1]) <= now_ms and #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, all[i]) == 0 then
+    local expiry = tonumber(string.match(all[i + 1], '^(%d+)')) or 0
+    if expiry <= now_ms and #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, all[i]) == 0 then
       redis.call('HDEL', KEYS[2], all[i])
       redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], all[i])
     end
