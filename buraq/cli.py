@@ -127,6 +127,31 @@ def _parser() -> argparse.ArgumentParser:
     _add_pipelines(dlq_list)
     _add_redis(dlq_list)
     dlq_list.set_defaults(run=_dlq_list)
+
+    dlq_show = dlq_commands.add_parser("show", help="one dead-lettered task in full, traceback included",
+                                       parents=[common])
+    dlq_show.add_argument("pipeline")
+    dlq_show.add_argument("id", help="a task id or a DLQ entry id")
+    dlq_show.add_argument("--json", action="store_true")
+    _add_pipelines(dlq_show)
+    _add_redis(dlq_show)
+    dlq_show.set_defaults(run=_dlq_show)
+
+    for action, help_text in (("replay", "put dead-lettered tasks back on their stream (same task id, attempt 1)"),
+                              ("purge", "delete dead-lettered tasks for good")):
+        chosen = dlq_commands.add_parser(action, help=help_text, parents=[common])
+        chosen.add_argument("pipeline")
+        which = chosen.add_mutually_exclusive_group(required=True)
+        which.add_argument("--id", action="append", metavar="ID", help="a task id or DLQ entry id (repeatable)")
+        which.add_argument("--error-type", help="every entry whose error_type is this (e.g. TimeoutError)")
+        which.add_argument("--reason", help="every entry with this reason (e.g. handler_error, decode)")
+        which.add_argument("--all", action="store_true", help="every entry")
+        chosen.add_argument("--json", action="store_true")
+        if action == "purge":
+            chosen.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        _add_pipelines(chosen)
+        _add_redis(chosen)
+        chosen.set_defaults(run=_dlq_replay if action == "replay" else _dlq_purge)
     return parser
 
 
@@ -289,8 +314,7 @@ def _dlq_list(args: argparse.Namespace) -> int:
                 await streams.read_range(redis, pipeline.dlq, args.count, newest_first=True))
 
     total, entries = _query(args.redis_url, query)
-    rows = [{"entry": entry_id, **{k.decode(): v.decode("utf-8", "replace") for k, v in (fields or {}).items()}}
-            for entry_id, fields in entries]
+    rows = _dead_rows(entries)
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -299,6 +323,78 @@ def _dlq_list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['entry']}  task {row.get('id', '?')}  attempts {row.get('attempts', '?')}  "
               f"{row.get('reason', '?')}  {row.get('error_type', '')}: {row.get('error', '')[:120]}")
+    return 0
+
+
+def _dead_rows(entries: list[streams.Entry]) -> list[dict[str, str]]:
+    return [{"entry": entry_id, **{k.decode(): v.decode("utf-8", "replace") for k, v in (fields or {}).items()}}
+            for entry_id, fields in entries]
+
+
+def _matching(rows: list[dict[str, str]], args: argparse.Namespace) -> list[dict[str, str]]:
+    """The DLQ rows that --id / --error-type / --reason / --all pick."""
+    if args.all:
+        return rows
+    if args.id:
+        wanted = set(args.id)
+        return [r for r in rows if r["entry"] in wanted or r.get("id") in wanted]
+    if args.error_type:
+        return [r for r in rows if r.get("error_type") == args.error_type]
+    return [r for r in rows if r.get("reason") == args.reason]
+
+
+def _dlq_show(args: argparse.Namespace) -> int:
+    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
+
+    async def query(redis: Redis) -> list[streams.Entry]:
+        return await streams.scan_dead(redis, pipeline)
+
+    rows = [r for r in _dead_rows(_query(args.redis_url, query)) if args.id in (r["entry"], r.get("id"))]
+    if not rows:
+        raise BuraqError(f"no entry {args.id!r} in {pipeline.dlq}")
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+            continue
+        for key, value in row.items():
+            if key != "traceback":
+                print(f"{key:>13}: {value}")
+        if row.get("traceback"):
+            print("    traceback:\n" + row["traceback"].rstrip())
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
+
+    async def query(redis: Redis) -> tuple[list[str], list[str], list[dict[str, str]]]:
+        chosen = _matching(_dead_rows(await streams.scan_dead(redis, pipeline)), args)
+        replayed, skipped = await streams.replay_dead(redis, pipeline, [r["entry"] for r in chosen])
+        return replayed, skipped, chosen
+
+    replayed, skipped, chosen = _query(args.redis_url, query)
+    task_ids = {r["entry"]: r.get("id", "?") for r in chosen}
+    if args.json:
+        print(json.dumps({"replayed": [task_ids[e] for e in replayed], "skipped": skipped}))
+    else:
+        print(f"replayed {len(replayed)} task(s) onto {pipeline.stream}" +
+              (f"; skipped {len(skipped)} entries with no task to replay: {', '.join(skipped)}" if skipped else ""))
+    return 0
+
+
+def _dlq_purge(args: argparse.Namespace) -> int:
+    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
+    scanned = _dead_rows(_query(args.redis_url, lambda redis: streams.scan_dead(redis, pipeline)))
+    chosen = [r["entry"] for r in _matching(scanned, args)]
+    if chosen and not args.yes:
+        if not sys.stdin.isatty():
+            raise BuraqError(f"purge would delete {len(chosen)} entries from {pipeline.dlq}; add --yes to confirm")
+        answer = input(f"Delete {len(chosen)} dead-lettered task(s) from {pipeline.dlq} for good? Type yes: ")
+        if answer.strip() != "yes":
+            print("nothing deleted")
+            return EXIT_USER_ERROR
+    deleted = _query(args.redis_url, lambda redis: streams.purge_dead(redis, pipeline, chosen)) if chosen else 0
+    print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} entries from {pipeline.dlq}")
     return 0
 
 

@@ -23,6 +23,8 @@ PROMOTE_BATCH = 500
 # Pending entries the reclaim scan looks at per call, and running ids per heartbeat call.
 RECLAIM_SCAN = 200
 HEARTBEAT_CHUNK = 1000
+# DLQ entries read, replayed or purged per round trip.
+DLQ_BATCH = 500
 # How long an `overlap: skip` marker outlives a scheduled task that never ends (a safety net).
 OVERLAP_MARKER_TTL_MS = 24 * 3600 * 1000
 
@@ -267,3 +269,35 @@ async def status(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, Any]:
     return {"queued": None if queued is None else int(queued), "pending": int(group["pending"]) if group else 0,
             "delayed": await redis.zcard(pipeline.delayed), "dlq": await redis.xlen(pipeline.dlq),
             "consumers": consumers}
+
+
+async def replay_dead(redis: aioredis.Redis, pipeline: Pipeline, dead_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Move DLQ entries back onto the stream (same task id, attempt 1); return (replayed, skipped) DLQ ids."""
+    replayed: list[str] = []
+    skipped: list[str] = []
+    for start in range(0, len(dead_ids), DLQ_BATCH):
+        moved, left = await _script(redis, "replay")(keys=[pipeline.stream, pipeline.dlq],
+                                                     args=list(dead_ids[start:start + DLQ_BATCH]))
+        replayed.extend(entry_id.decode() for entry_id in moved)
+        skipped.extend(entry_id.decode() for entry_id in left)
+    return replayed, skipped
+
+
+async def purge_dead(redis: aioredis.Redis, pipeline: Pipeline, dead_ids: Sequence[str]) -> int:
+    """Delete DLQ entries for good."""
+    deleted = 0
+    for start in range(0, len(dead_ids), DLQ_BATCH):
+        deleted += await redis.xdel(pipeline.dlq, *dead_ids[start:start + DLQ_BATCH])
+    return deleted
+
+
+async def scan_dead(redis: aioredis.Redis, pipeline: Pipeline) -> list[Entry]:
+    """Every DLQ entry, oldest first, read in pages."""
+    entries: list[Entry] = []
+    start = "-"
+    while True:
+        page = await redis.xrange(pipeline.dlq, min=start, max="+", count=DLQ_BATCH)
+        entries.extend((entry_id.decode(), fields) for entry_id, fields in page)
+        if len(page) < DLQ_BATCH:
+            return entries
+        start = "(" + page[-1][0].decode()
