@@ -4,9 +4,10 @@ The public API: ``hookimpl`` for plugins, ``Task`` for handlers, ``Client`` and
 ``AsyncClient`` for producers.
 """
 
+__version__ = "0.1.0"  # first, so modules imported below may read it
+
 from buraq.client import AsyncClient, Client
 from buraq.hookspecs import hookimpl
 from buraq.task import Task
 
 __all__ = ["AsyncClient", "Client", "Task", "hookimpl", "__version__"]
-__version__ = "0.1.0"

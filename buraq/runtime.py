@@ -13,17 +13,18 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import prometheus_client
 from redis.asyncio import Redis
 
-from buraq import connection
 from buraq.config import Pipeline
-from buraq import streams
+from buraq import __version__, connection, streams
 from buraq.engine import Observers, PipelineWorker
 from buraq.errors import BuraqError
+from buraq.gauges import PipelineGauges
 from buraq.execution import HandlerRunner
 from buraq.plugins import Registry
 from buraq.process_pool import ProcessPool
@@ -71,7 +72,8 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
         if not await _ready_unless_stopped(redis, options.redis_url, stop):
             log.info("stopped before Redis was reachable")
             return EXIT_OK
-        server = _start_metrics(options.listen)
+        server = _start_metrics(options.listen, PipelineGauges(pipelines, options.redis_url,
+                                                               _in_flight_by_name(workers), __version__))
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
                  connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
         runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]
@@ -210,9 +212,15 @@ async def _exit_now(workers: list[PipelineWorker], processes: dict[str, ProcessP
         os._exit(EXIT_INTERRUPTED)
 
 
-def _start_metrics(listen: tuple[str, int] | None):  # type: ignore[no-untyped-def]
+def _in_flight_by_name(workers: list[PipelineWorker]) -> Callable[[str], int]:
+    by_name = {w.pipeline.name: w for w in workers}
+    return lambda name: by_name[name].in_flight
+
+
+def _start_metrics(listen: tuple[str, int] | None, gauges: PipelineGauges):  # type: ignore[no-untyped-def]
     if listen is None:
         return None
+    prometheus_client.REGISTRY.register(gauges)
     host, port = listen
     server, _thread = prometheus_client.start_http_server(port, addr=host)
     log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", server.server_port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import signal
 import urllib.request
 
@@ -57,3 +58,34 @@ def test_metrics_listen_on_loopback_by_default(recorder: Project) -> None:
     assert f"metrics on http://127.0.0.1:{server.port}/metrics" in output
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+def test_gauges_show_slots_queue_depth_oldest_pending_dlq_and_delayed(recorder: Project, redis) -> None:
+    # Given 3 slow tasks running in a pool of 4, 5 more waiting, 2 delayed, and 1 dead-lettered
+    name = recorder.pipeline("gauged", """
+        handler: test.slow
+        pool: 4
+        options: {seconds: 30}
+    """)
+    recorder.buraq("enqueue", name, input="{}\n" * 8)
+    for _ in range(2):
+        recorder.buraq("enqueue", name, "{}", "--delay", "1h")
+    redis.xadd(f"buraq:{{{name}}}:dlq", {"id": "x", "reason": "decode"})
+    server = recorder.serve()
+    server.wait_ready()
+    wait_for(lambda: len(recorder.recorded("start")) == 4, message="4 tasks running")
+    time.sleep(1.1)  # queue gauges are cached for a second
+
+    # Then the gauges, fetched over HTTP, say so
+    text = server.metrics()
+    assert _sample(text, "buraq_worker_slots", name) == 4
+    assert _sample(text, "buraq_worker_slots_busy", name) == 4
+    assert _sample(text, "buraq_queue_depth", name) == 8  # 4 unread + 4 pending
+    assert _sample(text, "buraq_queue_pending", name) == 4
+    assert 1.0 <= _sample(text, "buraq_oldest_pending_age_seconds", name) < 120
+    assert _sample(text, "buraq_dlq_depth", name) == 1
+    assert _sample(text, "buraq_delayed_tasks", name) == 2
+    assert 'buraq_build_info{' in text and 'version="0.1.0"' in text
+    server.signal(signal.SIGINT)
+    server.signal(signal.SIGINT)
+    server.wait()
