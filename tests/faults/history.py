@@ -34,11 +34,6 @@ def events(project: Project, kind: str) -> list[Event]:
     return parsed
 
 
-def dead_lettered(redis: redis_sync.Redis, name: str) -> dict[str, dict[bytes, bytes]]:
-    entries = redis.xrange(f"buraq:{{{name}}}:dlq")
-    return {fields[b"id"].decode(): fields for _, fields in entries} | {}
-
-
 def dlq_ids(redis: redis_sync.Redis, name: str) -> list[str]:
     return [fields[b"id"].decode() for _, fields in redis.xrange(f"buraq:{{{name}}}:dlq")]
 
