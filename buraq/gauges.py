@@ -2,11 +2,13 @@
 
 Queue gauges (depth, oldest pending age, DLQ depth, delayed) describe the pipeline, not the
 process: every `buraq serve` reports the same value, so aggregate them with max(), not sum().
-They are read from Redis at most once a second, whatever the scrape rate.
+They are read from Redis (streams.queue_state, on the serve process's event loop) at most once a
+second, whatever the scrape rate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import threading
@@ -15,9 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from buraq import streams
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.gauges")
@@ -25,15 +29,23 @@ CACHE_SECONDS = 1.0
 
 
 class PipelineGauges(Collector):
-    def __init__(self, pipelines: Sequence[Pipeline], redis_url: str, in_flight: Callable[[str], int],
-                 version: str) -> None:
+    def __init__(self, pipelines: Sequence[Pipeline], client: aioredis.Redis, loop: asyncio.AbstractEventLoop,
+                 in_flight: Callable[[str], int], version: str) -> None:
         self._pipelines = list(pipelines)
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = client  # the serve loop's client: scrapes run in the HTTP thread and hop over
+        self._loop = loop
         self._in_flight = in_flight
         self._version = version
         self._lock = threading.Lock()
         self._cached_at = 0.0
         self._cached: dict[str, dict[str, float]] = {}
+
+    def describe(self) -> Iterable[Any]:
+        """The metric names, without values: registering must not read Redis (it runs on the event loop)."""
+        yield GaugeMetricFamily("buraq_worker_slots", "", labels=["pipeline"])
+        yield GaugeMetricFamily("buraq_worker_slots_busy", "", labels=["pipeline"])
+        yield from _queue_family_map().values()
+        yield InfoMetricFamily("buraq_build", "")
 
     def collect(self) -> Iterable[Any]:
         slots = GaugeMetricFamily("buraq_worker_slots", "Tasks this process may run at once (pool).", labels=["pipeline"])
@@ -50,17 +62,7 @@ class PipelineGauges(Collector):
         yield info
 
     def _queue_families(self) -> Iterable[GaugeMetricFamily]:
-        families = {
-            "depth": GaugeMetricFamily("buraq_queue_depth", "Tasks not yet done: unread entries plus pending ones "
-                                       "(never XLEN, which counts finished work).", labels=["pipeline"]),
-            "pending": GaugeMetricFamily("buraq_queue_pending", "Entries delivered to a worker and not yet ended.",
-                                         labels=["pipeline"]),
-            "oldest": GaugeMetricFamily("buraq_oldest_pending_age_seconds", "Age since enqueue of the oldest pending "
-                                        "entry (0 when none).", labels=["pipeline"]),
-            "dlq": GaugeMetricFamily("buraq_dlq_depth", "Entries in the dead-letter stream.", labels=["pipeline"]),
-            "delayed": GaugeMetricFamily("buraq_delayed_tasks", "Delayed tasks and parked retries.",
-                                         labels=["pipeline"]),
-        }
+        families = _queue_family_map()
         for name, values in self._read().items():
             for key, family in families.items():
                 if key in values:
@@ -71,33 +73,37 @@ class PipelineGauges(Collector):
         with self._lock:
             if time.monotonic() - self._cached_at >= CACHE_SECONDS:
                 try:
-                    self._cached = {p.name: self._read_pipeline(p) for p in self._pipelines}
-                except (redis.RedisError, OSError) as exc:
+                    self._cached = asyncio.run_coroutine_threadsafe(self._read_all(), self._loop).result(5)
+                except Exception as exc:  # Redis away, or the loop busy: no queue gauges this scrape
                     log.warning("queue gauges unavailable: %s", exc)
                     self._cached = {}
                 self._cached_at = time.monotonic()
             return self._cached
 
-    def _read_pipeline(self, pipeline: Pipeline) -> dict[str, float]:
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xinfo_groups(pipeline.stream)
-            pipe.xpending(pipeline.stream, pipeline.group)
-            pipe.xlen(pipeline.dlq)
-            pipe.zcard(pipeline.delayed)
-            pipe.time()
-            groups, pending, dlq, delayed, now = pipe.execute(raise_on_error=False)
-        values: dict[str, float] = {}
-        if not isinstance(dlq, Exception):
-            values["dlq"] = dlq
-        if not isinstance(delayed, Exception):
-            values["delayed"] = delayed
-        if isinstance(pending, Exception) or isinstance(groups, Exception):
-            return values  # no group yet: nothing read, nothing pending
-        group = next((g for g in groups if g["name"] in (pipeline.group, pipeline.group.encode())), None)
-        values["pending"] = pending["pending"]
-        now_s = now[0] + now[1] / 1_000_000
-        oldest = pending.get("min")
-        values["oldest"] = max(0.0, now_s - int(oldest.decode().split("-")[0]) / 1000) if oldest else 0.0
-        if group is not None and group.get("lag") is not None:
-            values["depth"] = group["lag"] + pending["pending"]
+    async def _read_all(self) -> dict[str, dict[str, float]]:
+        values = {}
+        for pipeline in self._pipelines:
+            state = await streams.queue_state(self._redis, pipeline)
+            pipeline_values = {"dlq": state["dlq"], "delayed": state["delayed"]}
+            if state["group"]:
+                pipeline_values.update(pending=state["pending"], oldest=state["oldest_pending_age"])
+                if state["queued"] is not None:
+                    pipeline_values["depth"] = state["queued"] + state["pending"]
+            values[pipeline.name] = pipeline_values
         return values
+
+
+def _queue_family_map() -> dict[str, GaugeMetricFamily]:
+    """Empty families of the queue gauges, keyed as queue values are."""
+    def gauge(name: str, documentation: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, documentation, labels=["pipeline"])
+
+    return {
+        "depth": gauge("buraq_queue_depth", "Tasks not yet done: unread entries plus pending ones "
+                       "(never XLEN, which counts finished work)."),
+        "pending": gauge("buraq_queue_pending", "Entries delivered to a worker and not yet ended."),
+        "oldest": gauge("buraq_oldest_pending_age_seconds", "Age since enqueue of the oldest pending entry "
+                        "(0 when none)."),
+        "dlq": gauge("buraq_dlq_depth", "Entries in the dead-letter stream."),
+        "delayed": gauge("buraq_delayed_tasks", "Delayed tasks and parked retries."),
+    }

@@ -72,8 +72,8 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
         if not await _ready_unless_stopped(redis, options.redis_url, stop):
             log.info("stopped before Redis was reachable")
             return EXIT_OK
-        server = _start_metrics(options.listen, PipelineGauges(pipelines, options.redis_url,
-                                                               _in_flight_by_name(workers), __version__))
+        server = _start_metrics(options.listen, PipelineGauges(pipelines, redis, loop, _in_flight_by_name(workers),
+                                                               __version__))
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
                  connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
         runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]

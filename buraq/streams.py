@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from buraq.config import Pipeline
+from buraq.wire import entry_millis
 
 Entry = tuple[str, dict[bytes, bytes] | None]
 # Entries the promoter moves per call; bounded so one script never blocks Redis for long.
@@ -252,23 +253,44 @@ async def delayed_count(redis: aioredis.Redis, pipeline: Pipeline) -> int:
     return await redis.zcard(pipeline.delayed)
 
 
+async def queue_state(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, Any]:
+    """A pipeline's queue as Redis sees it, in one round trip; the source of `buraq status` and the gauges.
+
+    ``queued`` is the group's lag (unread entries), never XLEN of a live stream, which counts done
+    work too; before any group exists it is the stream's length. Redis cannot always compute the
+    lag (after an XDEL of an unread entry): then it is None. ``oldest_pending_age`` is in seconds
+    since the oldest pending entry was enqueued, by Redis's clock.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xinfo_groups(pipeline.stream)
+        pipe.xpending(pipeline.stream, pipeline.group)
+        pipe.xlen(pipeline.stream)
+        pipe.xlen(pipeline.dlq)
+        pipe.zcard(pipeline.delayed)
+        pipe.time()
+        groups, pending, length, dlq, delayed, (seconds, micros) = await pipe.execute(raise_on_error=False)
+    group = None if isinstance(groups, Exception) else next(
+        (g for g in groups if g["name"] in (pipeline.group, pipeline.group.encode())), None)
+    if group is None or isinstance(pending, Exception):
+        return {"group": False, "queued": 0 if isinstance(length, Exception) else int(length), "pending": 0,
+                "oldest_pending_age": 0.0, "delayed": int(delayed), "dlq": int(dlq)}
+    oldest = pending.get("min")
+    age = max(0.0, seconds + micros / 1e6 - entry_millis(oldest.decode()) / 1000) if oldest else 0.0
+    lag = group.get("lag")
+    return {"group": True, "queued": None if lag is None else int(lag), "pending": int(pending["pending"]),
+            "oldest_pending_age": age, "delayed": int(delayed), "dlq": int(dlq)}
+
+
 async def status(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, Any]:
-    """Queue depth as Redis sees it: unread (the group's lag) and pending, never XLEN (which counts done work)."""
-    try:
-        groups = {g["name"].decode(): g for g in await redis.xinfo_groups(pipeline.stream)}
-    except ResponseError:
-        groups = {}
-    group = groups.get(pipeline.group)
+    """What `buraq status` shows for one pipeline: its queue state and its consumers."""
+    state = await queue_state(redis, pipeline)
     consumers = []
-    if group is not None:
+    if state["group"]:
         for consumer in await redis.xinfo_consumers(pipeline.stream, pipeline.group):
             consumers.append({"name": consumer["name"].decode(), "pending": int(consumer["pending"]),
                               "idle_ms": int(consumer["idle"])})
-    # Redis cannot always compute the lag (after an XDEL of an unread entry): then it is unknown (None).
-    queued = group.get("lag") if group else await redis.xlen(pipeline.stream)
-    return {"queued": None if queued is None else int(queued), "pending": int(group["pending"]) if group else 0,
-            "delayed": await redis.zcard(pipeline.delayed), "dlq": await redis.xlen(pipeline.dlq),
-            "consumers": consumers}
+    return {"queued": state["queued"], "pending": state["pending"], "delayed": state["delayed"],
+            "dlq": state["dlq"], "consumers": consumers}
 
 
 async def replay_dead(redis: aioredis.Redis, pipeline: Pipeline, dead_ids: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -38,10 +38,14 @@ class Undecodable(Exception):
         self.raw_payload = raw_payload
 
 
+def entry_millis(entry_id: str) -> int:
+    """When Redis added an entry, in ms since the epoch (the first part of its id)."""
+    return int(entry_id.partition("-")[0])
+
+
 def entry_time(entry_id: str) -> float:
     """When Redis added the entry, in seconds since the epoch (from the entry id)."""
-    millis, _, _ = entry_id.partition("-")
-    return int(millis) / 1000.0
+    return entry_millis(entry_id) / 1000.0
 
 
 def decode_entry(entry_id: str, fields: dict[bytes, bytes], pipeline: str, codec: Any,
