@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from buraq import streams
+from buraq.backoff import pause_after
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.acks")
@@ -58,7 +59,7 @@ class AckBatcher:
                     self._sending = 0
                     self._ids[:0] = ids
                     log.warning("%s: XACK of %d entries failed (%s); retrying", self._pipeline.name, len(ids), exc)
-                    await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                    await asyncio.sleep(pause_after(failures, 0.1, 5.0))
                 finally:
                     self._sending = 0
         finally:

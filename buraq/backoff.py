@@ -23,3 +23,8 @@ def retry_delay(policy: Backoff, failed_attempt: int, rand: random.Random | None
     if policy.jitter:
         delay -= delay * policy.jitter * (rand or random).random()
     return max(0.0, delay)
+
+
+def pause_after(failures: int, first: float, cap: float) -> float:
+    """Seconds to wait after ``failures`` failures in a row of a Redis step: ``first`` doubling, capped."""
+    return min(cap, first * 2 ** min(failures, 16))

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from buraq import streams, wire
 from buraq.acks import AckBatcher
-from buraq.backoff import retry_delay
+from buraq.backoff import pause_after, retry_delay
 from buraq.config import Pipeline, payload_checker
 from buraq.execution import HandlerRunner
 from buraq.leases import Leases, TakenEntry
@@ -155,7 +155,7 @@ class PipelineWorker:
                 failures = 0
             except (RedisError, OSError) as exc:
                 failures += 1
-                delay = min(30.0, 0.2 * 2**min(failures, 8))
+                delay = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
                 await self._sleep_unless_stopping(delay)
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
@@ -313,7 +313,7 @@ class PipelineWorker:
                     self._observers.emit("task_dead_lettered", self.pipeline.name, "?", "bad_delayed_member")
             except (RedisError, OSError) as exc:
                 failures += 1
-                wait = min(30.0, 0.2 * 2**min(failures, 8))
+                wait = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: moving due retries failed (%s)", self.pipeline.name, exc)
             self._delayed_waiting = wait is not None
             self._retry_scheduled.clear()
@@ -334,7 +334,7 @@ async def _with_redis_retries(step: Callable[[], Any], pipeline: str, attempts: 
                 log.error("%s: giving up on a Redis step after %d tries (%s); the entry stays pending",
                           pipeline, attempts, exc)
                 return False
-            await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+            await asyncio.sleep(pause_after(attempt, 0.1, 5.0))
     return False
 
 

@@ -22,6 +22,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from buraq.backoff import pause_after
 from buraq.failures import HandlerError, HandlerProcessDied, TaskTimeout
 from buraq.task import Task
 
@@ -74,7 +75,7 @@ class ProcessPool:
         except (EOFError, OSError, ValueError):
             self._all.discard(child)
             child.kill()
-            backoff = min(30.0, 0.5 * 2 ** min(self._failed_starts, 6))
+            backoff = pause_after(self._failed_starts, 0.5, 30.0)
             self._failed_starts += 1
             log.error("a handler process for %s died while starting (exit code %s); another in %.1fs",
                       self._handler_name, child.process.exitcode, backoff)

@@ -76,9 +76,9 @@ class Scheduler:
         """Fire what is due for one schedule; return its mark as this pass leaves it."""
         schedule = job.schedule
         if last is None:  # first sight: start from now, without back-filling the past
-            start = schedules.latest_tick_at_or_before(schedule, now) or now
-            status, _, _ = await streams.fire_ticks(self._redis, job.pipeline, schedule.name, None, start, [],
-                                                    schedule.overlap, job.payload)
+            start = schedules.latest_tick_at_or_before(schedule, now)
+            await streams.fire_ticks(self._redis, job.pipeline, schedule.name, None, start, [], schedule.overlap,
+                                     job.payload)
             return start
         ticks, new_last, missed = schedules.plan(schedule, last, now)
         if new_last == last:
