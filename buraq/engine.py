@@ -24,6 +24,7 @@ from buraq.acks import AckBatcher
 from buraq.backoff import pause_after, retry_delay
 from buraq.config import Pipeline, payload_checker
 from buraq.execution import HandlerRunner
+from buraq.failures import is_rejection
 from buraq.leases import Leases, TakenEntry
 from buraq.task import Task
 
@@ -256,7 +257,8 @@ class PipelineWorker:
         self._observers.emit("task_failed", task, error, duration)
         pipeline = self.pipeline
         error_type = getattr(error, "type_name", type(error).__name__)
-        if task.attempt < pipeline.retry.attempts:
+        rejected = is_rejection(error)
+        if task.attempt < pipeline.retry.attempts and not rejected:
             delay = retry_delay(pipeline.retry.backoff, task.attempt)
             log.info("%s: task %s attempt %d failed (%s: %s); retry in %.2fs", pipeline.name, task.id,
                      task.attempt, error_type, _short(error), delay)
@@ -270,10 +272,12 @@ class PipelineWorker:
                 log.warning("%s: task %s was no longer pending when its retry was parked (taken over by another "
                             "worker, or the Redis step gave up); it is not retried from here", pipeline.name, task.id)
             return
-        log.warning("%s: task %s failed on its last attempt (%d): %s: %s", pipeline.name, task.id,
+        log.warning("%s: task %s %s (attempt %d): %s: %s", pipeline.name, task.id,
+                    "rejected by its handler" if rejected else "failed on its last attempt",
                     task.attempt, error_type, _short(error))
         trace = getattr(error, "trace", None) or "".join(traceback.format_exception(error))
-        await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], "handler_error", task.attempt,
+        reason = "rejected" if rejected else "handler_error"
+        await self._dead_letter(task.entry_id, task.id, fields[wire.PAYLOAD], reason, task.attempt,
                                 task.crashes, error_type, str(error), trace, fields)
 
     async def _dead_letter(self, entry_id: str, task_id: str, raw_payload: bytes | None, reason: str,

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from buraq.backoff import pause_after
-from buraq.failures import HandlerError, HandlerProcessDied, TaskTimeout
+from buraq.failures import HandlerError, HandlerProcessDied, TaskTimeout, is_rejection
 from buraq.task import Task
 
 log = logging.getLogger("buraq.process_pool")
@@ -115,7 +115,7 @@ class ProcessPool:
                 child.kill()
                 self._add_child()
         if "error" in reply:
-            raise HandlerError(reply["error"], reply["message"], reply["traceback"])
+            raise HandlerError(reply["error"], reply["message"], reply["traceback"], reply.get("rejected", False))
         return reply.get("result")
 
     def close(self) -> None:
@@ -162,7 +162,8 @@ def _child_main(connection: Connection, handler_name: str, plugins_dir: str | No
             reply = json.dumps({"result": result}, default=repr)
         except Exception as exc:
             reply = json.dumps({"error": type(exc).__name__, "message": str(exc),
-                                "traceback": "".join(traceback.format_exception(exc))})
+                                "traceback": "".join(traceback.format_exception(exc)),
+                                "rejected": is_rejection(exc)})
         connection.send_bytes(reply.encode())
 
 

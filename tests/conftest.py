@@ -199,6 +199,10 @@ async def always_fail(task):
     record("fail", task.id, task.attempt, f"{time.time():.4f}")
     raise RuntimeError(f"boom on attempt {task.attempt}")
 
+def reject(task):
+    record("reject", task.id, task.attempt)
+    raise buraq.Reject(f"order {task.payload.get('n')} can never succeed")
+
 async def fail_twice(task):
     record("run", task.id, task.attempt, f"{time.time():.4f}")
     if task.attempt <= 2:
@@ -216,6 +220,7 @@ def register_handlers(register):
     register("test.sync_ok", sync_ok)
     register("test.always_fail", always_fail)
     register("test.fail_twice", fail_twice)
+    register("test.reject", reject)
     register("test.slow", slow)
 '''
 

@@ -111,3 +111,28 @@ def test_hung_async_handler_is_cancelled_at_its_timeout_and_dead_lettered(record
     assert fields[b"error_type"] == b"TaskTimeout"
     assert fields[b"error"] == b"task exceeded its timeout of 0.3s"
     assert fields[b"attempts"] == b"2"
+
+
+def test_rejected_task_goes_to_the_dlq_at_once_without_retries(recorder: Project, redis) -> None:
+    # Given a handler that raises buraq.Reject, in a thread and in a child process, with 5 attempts allowed
+    for executor in ("thread", "process"):
+        name = recorder.pipeline(f"reject-{executor}", f"""
+            handler: test.reject
+            executor: {executor}
+            retry: {{attempts: 5, backoff: {{initial: 10ms}}}}
+        """)
+        task_id = recorder.buraq("enqueue", name, '{"n": 7}').stdout.strip()
+
+        # When the pipeline runs until idle
+        result = recorder.buraq("serve", "pipelines", "--plugins-dir", "plugins", "--burst", "--listen", "off")
+        assert result.returncode == 0, result.stderr
+
+        # Then it ran once and was dead-lettered as rejected, with the handler's message
+        runs = [line for line in recorder.recorded("reject") if line.startswith(task_id)]
+        assert runs == [f"{task_id} 1"], executor
+        [(_, fields)] = redis.xrange(f"buraq:{{{name}}}:dlq")
+        assert fields[b"reason"] == b"rejected"
+        assert fields[b"error_type"] == b"Reject"
+        assert fields[b"error"] == b"order 7 can never succeed"
+        assert fields[b"attempts"] == b"1"
+        (recorder.pipelines / f"reject-{executor}.yaml").unlink()
