@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
-from buraq import connection, schedules, streams
+from buraq import connection, dlq, schedules, streams
 from buraq.config import find_pipeline, load_pipelines
 from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
@@ -308,13 +308,7 @@ def _query(explicit_url: str | None, query: Callable[[Redis], Awaitable[T]]) -> 
 
 def _dlq_list(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-
-    async def query(redis: Redis) -> tuple[int, list[streams.Entry]]:
-        return (await streams.length(redis, pipeline.dlq),
-                await streams.read_range(redis, pipeline.dlq, args.count, newest_first=True))
-
-    total, entries = _query(args.redis_url, query)
-    rows = _dead_rows(entries)
+    total, rows = _query(args.redis_url, lambda redis: dlq.newest(redis, pipeline, args.count))
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -326,30 +320,15 @@ def _dlq_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dead_rows(entries: list[streams.Entry]) -> list[dict[str, str]]:
-    return [{"entry": entry_id, **{k.decode(): v.decode("utf-8", "replace") for k, v in (fields or {}).items()}}
-            for entry_id, fields in entries]
-
-
-def _matching(rows: list[dict[str, str]], args: argparse.Namespace) -> list[dict[str, str]]:
+def _selection(args: argparse.Namespace) -> dlq.Selection:
     """The DLQ rows that --id / --error-type / --reason / --all pick."""
-    if args.all:
-        return rows
-    if args.id:
-        wanted = set(args.id)
-        return [r for r in rows if r["entry"] in wanted or r.get("id") in wanted]
-    if args.error_type:
-        return [r for r in rows if r.get("error_type") == args.error_type]
-    return [r for r in rows if r.get("reason") == args.reason]
+    return dlq.Selection(ids=tuple(args.id or ()), error_type=args.error_type, reason=args.reason,
+                         everything=args.all)
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-
-    async def query(redis: Redis) -> list[streams.Entry]:
-        return await streams.scan_dead(redis, pipeline)
-
-    rows = [r for r in _dead_rows(_query(args.redis_url, query)) if args.id in (r["entry"], r.get("id"))]
+    rows = _query(args.redis_url, lambda redis: dlq.find(redis, pipeline, args.id))
     if not rows:
         raise BuraqError(f"no entry {args.id!r} in {pipeline.dlq}")
     for row in rows:
@@ -366,16 +345,10 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 def _dlq_replay(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-
-    async def query(redis: Redis) -> tuple[list[str], list[str], list[dict[str, str]]]:
-        chosen = _matching(_dead_rows(await streams.scan_dead(redis, pipeline)), args)
-        replayed, skipped = await streams.replay_dead(redis, pipeline, [r["entry"] for r in chosen])
-        return replayed, skipped, chosen
-
-    replayed, skipped, chosen = _query(args.redis_url, query)
-    task_ids = {r["entry"]: r.get("id", "?") for r in chosen}
+    outcome = _query(args.redis_url, lambda redis: dlq.replay(redis, pipeline, _selection(args)))
+    replayed, skipped = outcome["replayed"], outcome["skipped"]
     if args.json:
-        print(json.dumps({"replayed": [task_ids[e] for e in replayed], "skipped": skipped}))
+        print(json.dumps(outcome))
     else:
         print(f"replayed {len(replayed)} task(s) onto {pipeline.stream}" +
               (f"; skipped {len(skipped)} entries with no task to replay: {', '.join(skipped)}" if skipped else ""))
@@ -384,8 +357,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 def _dlq_purge(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-    scanned = _dead_rows(_query(args.redis_url, lambda redis: streams.scan_dead(redis, pipeline)))
-    chosen = [r["entry"] for r in _matching(scanned, args)]
+    chosen = [r["entry"] for r in _query(args.redis_url, lambda redis: dlq.select(redis, pipeline, _selection(args)))]
     if chosen and not args.yes:
         if not sys.stdin.isatty():
             raise BuraqError(f"purge would delete {len(chosen)} entries from {pipeline.dlq}; add --yes to confirm")
@@ -393,7 +365,7 @@ def _dlq_purge(args: argparse.Namespace) -> int:
         if answer.strip() != "yes":
             print("nothing deleted")
             return EXIT_USER_ERROR
-    deleted = _query(args.redis_url, lambda redis: streams.purge_dead(redis, pipeline, chosen)) if chosen else 0
+    deleted = _query(args.redis_url, lambda redis: dlq.purge(redis, pipeline, chosen))
     print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} entries from {pipeline.dlq}")
     return 0
 
