@@ -12,6 +12,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
 from buraq.errors import BuraqError, ConfigError
 from buraq.plugins import load_plugins
+from buraq.web.auth import Policy
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
@@ -74,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_redis(serve)
     _add_plugins_dir(serve)
     serve.add_argument("--listen", default=os.environ.get("BURAQ_LISTEN", "127.0.0.1:2112"),
-                       help="HOST:PORT for /metrics (default 127.0.0.1:2112); 'off' to disable")
+                       help="HOST:PORT for the dashboard and /metrics (default 127.0.0.1:2112); 'off' to disable")
+    serve.add_argument("--dashboard", choices=["on", "off"], default=os.environ.get("BURAQ_DASHBOARD", "on"),
+                       help="serve the dashboard and /api beside /metrics (default on)")
+    serve.add_argument("--dashboard-token-file", help="read the dashboard token from this file "
+                       "(default: $BURAQ_DASHBOARD_TOKEN; required when --listen is not loopback)")
     serve.add_argument("--grace", default="30s", help="how long running tasks may finish after SIGTERM (default 30s)")
     serve.add_argument("--burst", action="store_true", help="exit once every pipeline is empty and idle")
     serve.add_argument("--consumer", help="consumer name in the group (default HOSTNAME-PID)")
@@ -186,9 +192,12 @@ def _serve(args: argparse.Namespace) -> int:
     pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
     if not pipelines:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
+    listen = _listen_address(args.listen)
+    policy = _dashboard_policy(args, listen)  # refuse an unprotected dashboard before anything starts
     with _redis_url(args.redis_url) as url:
-        options = ServeOptions(redis_url=url, listen=_listen_address(args.listen), grace=_duration_option("--grace", args.grace),
-                               burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir)
+        options = ServeOptions(redis_url=url, listen=listen, grace=_duration_option("--grace", args.grace),
+                               burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir,
+                               dashboard=policy)
         code = asyncio.run(serve(pipelines, registry, options))
     # A handler thread still running (one that timed out, or outlived the grace period) would keep
     # the interpreter alive at exit. Its task already failed or stays pending in Redis, and
@@ -197,6 +206,18 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _dashboard_policy(args: argparse.Namespace, listen: tuple[str, int] | None) -> Policy | None:
+    if listen is None or args.dashboard == "off":
+        return None
+    token = os.environ.get("BURAQ_DASHBOARD_TOKEN") or None
+    if args.dashboard_token_file:
+        try:
+            token = Path(args.dashboard_token_file).read_text().strip()
+        except OSError as exc:
+            raise BuraqError(f"--dashboard-token-file: {exc}") from None
+    return Policy.for_listener(listen[0], token)
 
 
 def _listen_address(text: str) -> tuple[str, int] | None:
