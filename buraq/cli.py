@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -84,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace", default="30s", help="how long running tasks may finish after SIGTERM (default 30s)")
     serve.add_argument("--burst", action="store_true", help="exit once every pipeline is empty and idle")
     serve.add_argument("--consumer", help="consumer name in the group (default HOSTNAME-PID)")
+    serve.add_argument("--processes", default=os.environ.get("BURAQ_PROCESSES", "1"),
+                       help="worker processes under one supervisor: a number, or 'auto' for one per core (default 1)")
     serve.set_defaults(run=_serve)
 
     validate = command("validate", help="check pipeline files without touching Redis")
@@ -186,19 +189,27 @@ def _redis_url(explicit: str | None) -> Iterator[str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from buraq.lifetime import watch_parent
     from buraq.runtime import ServeOptions, serve
+    from buraq.supervisor import SUPERVISED_ENV, supervise
 
     registry = load_plugins(args.plugins_dir)
     pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
     if not pipelines:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
     listen = _listen_address(args.listen)
+    processes = _process_count(args.processes)
     policy = _dashboard_policy(args, listen)  # refuse an unprotected dashboard before anything starts
     with _redis_url(args.redis_url) as url:
         options = ServeOptions(redis_url=url, listen=listen, grace=_duration_option("--grace", args.grace),
                                burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir,
                                dashboard=policy)
-        code = asyncio.run(serve(pipelines, registry, options))
+        if processes > 1:
+            code = asyncio.run(supervise(args.paths, pipelines, options, processes, args.log_level))
+        else:
+            if os.environ.get(SUPERVISED_ENV, "").isdigit():  # a child of `serve --processes`: drain when it is gone
+                watch_parent(int(os.environ[SUPERVISED_ENV]), lambda: os.kill(os.getpid(), signal.SIGTERM))
+            code = asyncio.run(serve(pipelines, registry, options))
     # A handler thread still running (one that timed out, or outlived the grace period) would keep
     # the interpreter alive at exit. Its task already failed or stays pending in Redis, and
     # everything buraq owes Redis is done, so end the process now.
@@ -206,6 +217,14 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _process_count(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise BuraqError(f"--processes wants a number from 1 to 256 or 'auto', got {text!r}")
+    return int(text)
 
 
 def _dashboard_policy(args: argparse.Namespace, listen: tuple[str, int] | None) -> Policy | None:

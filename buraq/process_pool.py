@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import os
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -32,7 +33,7 @@ class _Child:
     def __init__(self, handler_name: str, plugins_dir: str | None) -> None:
         parent_end, child_end = _CONTEXT.Pipe()
         self.connection: Connection = parent_end
-        self.process = _CONTEXT.Process(target=_child_main, args=(child_end, handler_name, plugins_dir),
+        self.process = _CONTEXT.Process(target=_child_main, args=(child_end, handler_name, plugins_dir, os.getpid()),
                                         name=f"buraq-handler:{handler_name}", daemon=True)
         self.process.start()
         child_end.close()
@@ -137,12 +138,12 @@ async def _receive(connection: Connection) -> dict[str, Any]:
     return json.loads(connection.recv_bytes())
 
 
-def _child_main(connection: Connection, handler_name: str, plugins_dir: str | None) -> None:
+def _child_main(connection: Connection, handler_name: str, plugins_dir: str | None, parent: int) -> None:
     """The child: load plugins once, then run tasks until the pipe closes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when work stops
-    watch_parent()  # die with the worker that started us, rather than run on as an orphan
+    watch_parent(parent)  # die with the worker that started us, rather than run on as an orphan
     from buraq.plugins import load_plugins
 
     handler = load_plugins(plugins_dir).handler(handler_name).function
