@@ -203,9 +203,9 @@ def _serve(args: argparse.Namespace) -> int:
     with _redis_url(args.redis_url) as url:
         options = ServeOptions(redis_url=url, listen=listen, grace=_duration_option("--grace", args.grace),
                                burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir,
-                               dashboard=policy)
+                               dashboard=policy, paths=tuple(args.paths))
         if processes > 1:
-            code = asyncio.run(supervise(args.paths, pipelines, options, processes, args.log_level))
+            code = asyncio.run(supervise(args.paths, pipelines, registry, options, processes, args.log_level))
         else:
             if os.environ.get(SUPERVISED_ENV, "").isdigit():  # a child of `serve --processes`: drain when it is gone
                 watch_parent(int(os.environ[SUPERVISED_ENV]), lambda: os.kill(os.getpid(), signal.SIGTERM))

@@ -31,7 +31,7 @@ CACHE_SECONDS = 1.0
 class PipelineGauges(Collector):
     def __init__(self, pipelines: Sequence[Pipeline], client: aioredis.Redis, loop: asyncio.AbstractEventLoop,
                  version: str) -> None:
-        self._pipelines = list(pipelines)
+        self._pipelines = pipelines  # the serve loop's list: a reload changes it in place
         self._redis = client  # the serve loop's client: scrapes run in the HTTP thread and hop over
         self._loop = loop
         self._version = version

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import prometheus_client
@@ -24,10 +23,10 @@ from buraq import __version__, connection, metrics, streams, web
 from buraq.engine import Observers, PipelineWorker
 from buraq.errors import BuraqError
 from buraq.gauges import PipelineGauges
-from buraq.execution import HandlerRunner
 from buraq.plugins import Registry
-from buraq.process_pool import ProcessPool
-from buraq.scheduler import Job, Scheduler
+from buraq.fleet import Fleet
+from buraq.reload import Reloader
+from buraq.scheduler import Scheduler, jobs_for
 from buraq.web.auth import Policy
 
 log = logging.getLogger("buraq.runtime")
@@ -45,7 +44,8 @@ class ServeOptions:
     burst: bool = False
     consumer: str | None = None
     plugins_dir: str | None = None
-    dashboard: Policy | None = None  # None: /metrics and /healthz only
+    dashboard: Policy | None = None
+    paths: tuple[str, ...] = ("pipelines",)  # re-read on SIGHUP  # None: /metrics and /healthz only
 
 
 def default_consumer_name() -> str:
@@ -55,78 +55,45 @@ def default_consumer_name() -> str:
 async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOptions) -> int:
     """Run every pipeline until a signal (or, in burst mode, until all are idle); return the exit code."""
     consumer = options.consumer or default_consumer_name()
-    jobs = _schedule_jobs(pipelines, registry)  # before anything starts: a payload no codec takes is a user error
+    jobs = jobs_for(pipelines, registry)  # before anything starts: a payload no codec takes is a user error
     redis = connection.client(options.redis_url)
-    threads, processes = _executors(pipelines, registry, options.plugins_dir)
     observers = Observers([observer for observer, _ in registry.observers])
-    workers = [
-        PipelineWorker(p, HandlerRunner(p, registry.handler(p.handler), threads, processes.get(p.name)),
-                       registry.codec(p.codec), redis, consumer, observers)
-        for p in pipelines
-    ]
+    fleet = Fleet(registry, redis, consumer, observers, options.plugins_dir)
+    current = list(pipelines)  # shared with the listener, updated in place by a reload
     stop = asyncio.Event()
+    reload = Reloader(options.paths, registry, fleet, current, options.grace, redis)
     loop = asyncio.get_running_loop()
-    signals = _install_signals(loop, stop, workers, processes)
+    signals = _install_signals(loop, stop, fleet, reload)
     listener: web.Listener | None = None
-    publisher: asyncio.Task[None] | None = None
-    runs: list[asyncio.Task[None]] = []
+    background: list[asyncio.Task[None]] = []
     try:
         if not await _ready_unless_stopped(redis, options.redis_url, stop):
             log.info("stopped before Redis was reachable")
             return EXIT_OK
         if options.listen is not None:
-            listener = _listen(options.listen, options.dashboard, pipelines, redis)
-        publisher = asyncio.create_task(_publish_slots(workers), name="slots")
-        log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
-                 connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
-        runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]
-        scheduler = asyncio.create_task(Scheduler(redis, jobs).run(stop), name="scheduler")
-        await _run_until_stopped(stop, workers, runs, options.burst, redis)
-        scheduler.cancel()  # no new ticks while draining (a Lua step in flight completes in Redis or not at all)
-        await asyncio.gather(scheduler, return_exceptions=True)
-        return await _drain_and_leave(workers, options.grace)
+            listener = _listen(options.listen, options.dashboard, current, redis)
+        log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(current), consumer,
+                 connection.redact(options.redis_url), ", ".join(p.name for p in current))
+        for pipeline in current:
+            fleet.start(pipeline)
+        reload.start_scheduler(Scheduler(redis, jobs), stop)
+        background = [asyncio.create_task(_publish_slots(fleet), name="slots"),
+                      asyncio.create_task(reload.run_forever(), name="reload")]
+        await _run_until_stopped(stop, fleet, options.burst, redis)
+        for task in background:
+            task.cancel()
+        await reload.stop_scheduler()  # no new ticks while draining (a Lua step in flight completes in Redis or not at all)
+        await asyncio.gather(*background, return_exceptions=True)
+        return await _drain_and_leave(fleet.workers, options.grace)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-        for task in runs:
+        for task in background:
             task.cancel()
-        if publisher is not None:
-            publisher.cancel()
         if listener is not None:
             listener.close()
+        fleet.close()
         await redis.aclose()
-        if threads is not None:
-            threads.shutdown(wait=False, cancel_futures=True)
-        for pool in processes.values():
-            pool.close()
-
-
-def _schedule_jobs(pipelines: list[Pipeline], registry: Registry) -> list[Job]:
-    """Each schedule with its payload encoded once, by its pipeline's codec."""
-    jobs = []
-    for pipeline in pipelines:
-        for schedule in pipeline.schedule:
-            try:
-                payload = registry.codec(pipeline.codec).encode(schedule.payload)
-            except Exception as exc:
-                raise BuraqError(f"{pipeline.source}: schedule {schedule.name}: the {pipeline.codec} codec "
-                                 f"cannot encode its payload: {exc}") from None
-            jobs.append(Job(pipeline, schedule, payload))
-    return jobs
-
-
-def _executors(pipelines: list[Pipeline], registry: Registry,
-               plugins_dir: str | None) -> tuple[ThreadPoolExecutor | None, dict[str, ProcessPool]]:
-    """A thread per slot of every threaded sync pipeline; a process pool per `executor: process` one."""
-    for pipeline in pipelines:
-        if pipeline.executor == "process" and registry.handler(pipeline.handler).is_async:
-            log.warning("%s: executor: process applies to plain def handlers; %s is async and runs on the "
-                        "event loop", pipeline.name, pipeline.handler)
-    sync = [p for p in pipelines if not registry.handler(p.handler).is_async]
-    slots = sum(p.pool for p in sync if p.executor == "thread")
-    threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="buraq-sync") if slots else None
-    processes = {p.name: ProcessPool(p.handler, plugins_dir, p.pool) for p in sync if p.executor == "process"}
-    return threads, processes
 
 
 async def _ready_unless_stopped(redis: Redis, url: str, stop: asyncio.Event) -> bool:
@@ -142,18 +109,16 @@ async def _ready_unless_stopped(redis: Redis, url: str, stop: asyncio.Event) -> 
     return True
 
 
-async def _run_until_stopped(stop: asyncio.Event, workers: list[PipelineWorker], runs: list[asyncio.Task[None]],
-                             burst: bool, redis: Redis) -> None:
+async def _run_until_stopped(stop: asyncio.Event, fleet: Fleet, burst: bool, redis: Redis) -> None:
     """Return when told to stop (a signal, or burst mode's idleness); then stop every reader."""
-    waiter = asyncio.create_task(_wait_for_stop(stop, workers, burst, redis))
-    done, _ = await asyncio.wait([waiter, *runs], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not waiter and task.exception() is not None:
-            raise task.exception()  # a pipeline's reader died: stop everything and say why
-    for worker in workers:
+    waiter = asyncio.create_task(_wait_for_stop(stop, fleet, burst, redis))
+    done, _ = await asyncio.wait([waiter, fleet.failed], return_when=asyncio.FIRST_COMPLETED)
+    if fleet.failed in done:
+        waiter.cancel()
+        raise fleet.failed.result()  # a pipeline's reader died: stop everything and say why
+    for worker in fleet.workers:
         worker.stop()
-    await asyncio.gather(*runs, return_exceptions=True)
-    waiter.cancel()
+    await asyncio.gather(*(member.run for member in fleet.members.values()), return_exceptions=True)
 
 
 async def _drain_and_leave(workers: list[PipelineWorker], grace: float) -> int:
@@ -168,11 +133,12 @@ async def _drain_and_leave(workers: list[PipelineWorker], grace: float) -> int:
     return EXIT_OK
 
 
-async def _wait_for_stop(stop: asyncio.Event, workers: list[PipelineWorker], burst: bool, redis: Redis) -> None:
+async def _wait_for_stop(stop: asyncio.Event, fleet: Fleet, burst: bool, redis: Redis) -> None:
     if not burst:
         await stop.wait()
         return
     while not stop.is_set():
+        workers = fleet.workers
         if all(worker.idle for worker in workers) and not await _anything_pending(redis, workers):
             log.info("burst mode: every pipeline is idle; stopping")
             return
@@ -188,14 +154,14 @@ async def _anything_pending(redis: Redis, workers: list[PipelineWorker]) -> bool
     return any(counts)
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, workers: list[PipelineWorker],
-                     processes: dict[str, ProcessPool]) -> list[signal.Signals]:
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, fleet: Fleet,
+                     reload: Reloader) -> list[signal.Signals]:
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():
             log.warning("second %s: exiting now; unfinished tasks stay pending in Redis for other workers", sig.name)
-            loop.create_task(_exit_now(workers, processes))
+            loop.create_task(_exit_now(fleet))
             return
-        in_flight = sum(w.in_flight for w in workers)
+        in_flight = sum(w.in_flight for w in fleet.workers)
         log.info("%s: no new reads; draining %d running task(s)", sig.name, in_flight)
         stop.set()
 
@@ -203,13 +169,15 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, worke
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
         installed.append(sig)
+    loop.add_signal_handler(signal.SIGHUP, reload.request)
+    installed.append(signal.SIGHUP)
     return installed
 
 
-async def _exit_now(workers: list[PipelineWorker], processes: dict[str, ProcessPool]) -> None:
+async def _exit_now(fleet: Fleet) -> None:
     """Kill handler processes, tell the groups this consumer is gone (at most half a second), exit at once."""
-    for pool in processes.values():
-        pool.close()
+    workers = fleet.workers
+    fleet.close()
     try:
         await asyncio.wait_for(asyncio.gather(*(w.leave() for w in workers), return_exceptions=True), 0.5)
     finally:
@@ -217,12 +185,11 @@ async def _exit_now(workers: list[PipelineWorker], processes: dict[str, ProcessP
         os._exit(EXIT_INTERRUPTED)
 
 
-async def _publish_slots(workers: list[PipelineWorker], every: float = 0.25) -> None:
+async def _publish_slots(fleet: Fleet, every: float = 0.25) -> None:
     """Keep the slot gauges current (a set, not a callback, so `serve --processes` can add them up)."""
-    for worker in workers:
-        metrics.WORKER_SLOTS.labels(worker.pipeline.name).set(worker.pipeline.pool)
     while True:
-        for worker in workers:
+        for worker in fleet.workers:
+            metrics.WORKER_SLOTS.labels(worker.pipeline.name).set(worker.pipeline.pool)
             metrics.WORKER_SLOTS_BUSY.labels(worker.pipeline.name).set(worker.in_flight)
         await asyncio.sleep(every)
 

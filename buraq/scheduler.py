@@ -19,6 +19,8 @@ from redis.exceptions import RedisError
 
 from buraq import schedules, streams
 from buraq.config import Pipeline
+from buraq.errors import BuraqError
+from buraq.plugins import Registry
 from buraq.schedules import Schedule
 
 log = logging.getLogger("buraq.scheduler")
@@ -92,3 +94,17 @@ class Scheduler:
                      if missed > 0 else "")
             return new_last
         return last  # 'stale': another scheduler fired it; 'early': Redis's clock says not yet
+
+
+def jobs_for(pipelines: Sequence[Pipeline], registry: Registry) -> list[Job]:
+    """Each schedule with its payload encoded once, by its pipeline's codec."""
+    jobs = []
+    for pipeline in pipelines:
+        for schedule in pipeline.schedule:
+            try:
+                payload = registry.codec(pipeline.codec).encode(schedule.payload)
+            except Exception as exc:
+                raise BuraqError(f"{pipeline.source}: schedule {schedule.name}: the {pipeline.codec} codec "
+                                 f"cannot encode its payload: {exc}") from None
+            jobs.append(Job(pipeline, schedule, payload))
+    return jobs

@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, multiprocess
@@ -24,6 +24,8 @@ from buraq import __version__, connection, web
 from buraq.backoff import pause_after
 from buraq.config import Pipeline
 from buraq.gauges import PipelineGauges
+from buraq.plugins import Registry
+from buraq.reload import checked_pipelines
 from buraq.runtime import EXIT_INTERRUPTED, EXIT_OK, ServeOptions
 
 log = logging.getLogger("buraq.supervisor")
@@ -94,6 +96,17 @@ class Supervisor:
             except asyncio.TimeoutError:
                 pass
 
+    def reload(self, check: Callable[[], list[Pipeline] | None], current: list[Pipeline]) -> None:
+        """SIGHUP: check the files here once; only valid ones reach the children, which reload themselves."""
+        pipelines = check()
+        if pipelines is None:
+            return
+        current[:] = pipelines
+        log.info("SIGHUP: files are valid; telling %d process(es) to reload", len(self.live))
+        for child in list(self.live.values()):
+            if child.returncode is None:
+                child.send_signal(signal.SIGHUP)
+
     def on_signal(self, sig: signal.Signals) -> None:
         if self.stopping.is_set():
             log.warning("second %s: telling every process to exit now", sig.name)
@@ -106,27 +119,29 @@ class Supervisor:
                 child.send_signal(signal.SIGTERM)
 
 
-async def supervise(paths: Sequence[str], pipelines: list[Pipeline], options: ServeOptions, processes: int,
-                    log_level: str) -> int:
+async def supervise(paths: Sequence[str], pipelines: list[Pipeline], registry: Registry, options: ServeOptions,
+                    processes: int, log_level: str) -> int:
     """Run ``processes`` children until a signal (or, in burst mode, until all are idle)."""
     with tempfile.TemporaryDirectory(prefix="buraq-metrics-") as metrics_dir:
         supervisor = Supervisor(ChildSpec(paths, options, log_level, metrics_dir), processes)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, supervisor.on_signal, sig)
+        pipelines = list(pipelines)  # shared with the listener; a reload updates it in place
+        loop.add_signal_handler(signal.SIGHUP, supervisor.reload, lambda: checked_pipelines(paths, registry), pipelines)
         redis = connection.client(options.redis_url)
         listener = None
         try:
             if options.listen is not None:
-                registry = CollectorRegistry()
-                multiprocess.MultiProcessCollector(registry, path=metrics_dir)
-                registry.register(PipelineGauges(pipelines, redis, loop, __version__))
-                listener = web.start(options.listen, options.dashboard, registry, pipelines, redis,
+                metrics = CollectorRegistry()
+                multiprocess.MultiProcessCollector(metrics, path=metrics_dir)
+                metrics.register(PipelineGauges(pipelines, redis, loop, __version__))
+                listener = web.start(options.listen, options.dashboard, metrics, pipelines, redis,
                                      processes=lambda: len(supervisor.live))
             log.info("supervising %d processes serving %s", processes, ", ".join(p.name for p in pipelines))
             return await supervisor.run()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             if listener is not None:
                 listener.close()

@@ -42,7 +42,7 @@ def start(listen: tuple[str, int], policy: Policy | None, registry: CollectorReg
     """Listen now; ``policy`` None serves /metrics and /healthz only (`--dashboard off`)."""
     history = context = None
     if policy is not None:
-        history = History(registry.collect, [p.name for p in pipelines])
+        history = History(registry.collect, pipelines)
         context = Context(pipelines, history, redis, asyncio.get_running_loop(), processes, BENCH_RESULTS)
     server = WebServer(*listen, DashboardApp(registry, policy, context)).start()
     if history is not None:

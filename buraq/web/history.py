@@ -75,10 +75,10 @@ def quantile(q: float, before: dict[float, float], after: dict[float, float]) ->
 class History:
     """A background thread that samples every second and answers the dashboard's questions."""
 
-    def __init__(self, collect: Callable[[], Iterable[Any]], pipelines: Sequence[str]) -> None:
+    def __init__(self, collect: Callable[[], Iterable[Any]], pipelines: Sequence[Any]) -> None:
         self._collect = collect
-        self.pipelines = list(pipelines)
-        self._samples: dict[str, deque[Sample]] = {name: deque(maxlen=KEEP_SAMPLES) for name in self.pipelines}
+        self._pipelines = pipelines  # the serve loop's list of Pipeline: a reload changes it in place
+        self._samples: dict[str, deque[Sample]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="buraq-dashboard-history", daemon=True)
@@ -91,13 +91,13 @@ class History:
 
     def sample_now(self) -> None:
         try:
-            taken = read_samples(self._collect(), self.pipelines, time.time())
+            taken = read_samples(self._collect(), [p.name for p in self._pipelines], time.time())
         except Exception as exc:  # the dashboard must never take the worker down
             log.warning("dashboard sample failed: %s", exc)
             return
         with self._lock:
             for name, sample in taken.items():
-                self._samples[name].append(sample)
+                self._samples.setdefault(name, deque(maxlen=KEEP_SAMPLES)).append(sample)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -108,7 +108,7 @@ class History:
     def latest(self, pipeline: str) -> dict[str, Any]:
         """Current values, rates per second and latency quantiles (ms) over the last few seconds."""
         with self._lock:
-            samples = list(self._samples[pipeline])[-(RATE_WINDOW + 1):]
+            samples = list(self._samples.get(pipeline, ()))[-(RATE_WINDOW + 1):]
         if not samples:
             return {"values": {}, "rates": {}, "latency_ms": {"p50": None, "p99": None}}
         first, last = samples[0], samples[-1]
@@ -118,7 +118,7 @@ class History:
     def series(self, pipeline: str, seconds: float) -> dict[str, list[float | None]]:
         """Per-second series for charts: rates, latency quantiles, slots and queue gauges."""
         with self._lock:
-            samples = [s for s in self._samples[pipeline] if s.at >= time.time() - seconds - SAMPLE_EVERY]
+            samples = [s for s in self._samples.get(pipeline, ()) if s.at >= time.time() - seconds - SAMPLE_EVERY]
         out: dict[str, list[float | None]] = {key: [] for key in (
             "t", "processed", "failed", "retried", "latency_p50_ms", "latency_p99_ms",
             "busy", "slots", "depth", "pending", "dlq", "delayed")}
