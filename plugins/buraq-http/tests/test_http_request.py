@@ -15,7 +15,8 @@ import buraq
 import buraq_http
 from buraq.plugins import load_plugins
 from buraq_http import pool
-from conftest import Endpoint
+from http_fixtures import Endpoint
+from http_fixtures import endpoint  # noqa: F401  (a fixture)
 
 
 def task(payload: Any = None, attempt: int = 1, **options: Any) -> buraq.Task:

@@ -10,7 +10,8 @@ import pytest
 import redis as redis_sync
 
 import buraq
-from conftest import Endpoint, buraq as run_buraq, unique
+from http_fixtures import Endpoint, buraq as run_buraq, unique
+from http_fixtures import endpoint, redis, redis_url  # noqa: F401  (fixtures)
 
 
 def write_pipeline(root: Path, name: str, body: str) -> str:

@@ -1,4 +1,9 @@
-"""Real parts for the http.request tests: an HTTP server on 127.0.0.1, Redis, and `buraq serve --burst`."""
+"""Real parts for the http.request tests: an HTTP server on 127.0.0.1, Redis, and `buraq serve --burst`.
+
+Imported by the test modules that use them rather than kept in a conftest.py: pytest loads every
+conftest.py of the test paths as the one module ``conftest`` before collecting, so a second one
+would shadow the main suite's (whose tests do ``from conftest import Project``).
+"""
 
 from __future__ import annotations
 
