@@ -21,4 +21,4 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m venv .venv
-.venv/bin/pip install -q -e ".[test]" -e ./plugins/buraq-jsonl
+.venv/bin/pip install -q -e ".[test]" -e ./plugins/buraq-jsonl -e ./plugins/buraq-http -e ./plugins/buraq-shell

@@ -184,9 +184,10 @@ def test_every_relative_link_points_to_something_that_exists(source: str, target
 
 
 def _test_references() -> Iterator[tuple[str, str, str]]:
-    """Every ``tests/test_x.py::test_name`` named in the docs."""
+    """Every ``tests/test_x.py::test_name`` (or ``plugins/P/tests/...``) named in the docs."""
     for path in _markdown_files():
-        for file, name in re.findall(r"(tests/[\w/]+\.py)::(test_\w+)", path.read_text(encoding="utf-8")):
+        for file, name in re.findall(r"((?:plugins/[\w.-]+/)?tests/[\w/]+\.py)::(test_\w+)",
+                                     path.read_text(encoding="utf-8")):
             yield path.relative_to(ROOT).as_posix(), file, name
 
 

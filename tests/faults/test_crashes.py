@@ -63,6 +63,7 @@ def test_sigkill_every_few_seconds_during_10000_tasks_across_two_processes(proje
         start(slot, generation)
 
     for _, server in workers.values():
+        server.wait_ready()  # a replacement started a moment ago has its signal handlers only once it serves
         server.signal(signal.SIGTERM)
     for _, server in workers.values():
         assert server.wait(60) == 0, server.output()
