@@ -127,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_redis(status)
     status.set_defaults(run=_status)
 
+    inspect = command("inspect", help="where one task is now: queued, pending (and where), delayed, dead-lettered")
+    inspect.add_argument("task_id")
+    inspect.add_argument("--json", action="store_true")
+    _add_pipelines(inspect)
+    _add_redis(inspect)
+    inspect.set_defaults(run=_inspect)
+
     dlq = command("dlq", help="read a pipeline's dead-letter stream")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     dlq_list = dlq_commands.add_parser("list", help="newest dead-lettered tasks first", parents=[common])
@@ -456,13 +463,35 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    headers = ("PIPELINE", "QUEUED", "PENDING", "DELAYED", "DLQ", "CONSUMERS")
-    table = [(r["pipeline"], "?" if r["queued"] is None else r["queued"], r["pending"], r["delayed"], r["dlq"],
-              len(r["consumers"])) for r in rows]
+    headers = ("PIPELINE", "DEPTH", "QUEUED", "PENDING", "DELAYED", "DLQ", "OLDEST PENDING", "CONSUMERS")
+    table = [(r["pipeline"], _or_unknown(r["depth"]), _or_unknown(r["queued"]), r["pending"], r["delayed"], r["dlq"],
+              f"{r['oldest_pending_age']:.1f}s" if r["pending"] else "-", len(r["consumers"])) for r in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *table)]
-    for line in (headers, *table):
+    print("  ".join(str(cell).ljust(width) for cell, width in zip(headers, widths)))
+    for row, line in zip(rows, table):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)))
+        for consumer in row["consumers"]:  # in flight per worker, and how long since each last read
+            print(f"    {consumer['name']}: {consumer['pending']} in flight, idle {consumer['idle_ms'] / 1000:.1f}s")
     return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    pipelines = load_pipelines([args.pipelines])
+    places = _query(args.redis_url, lambda redis: dlq.locate(redis, pipelines, args.task_id))
+    if args.json:
+        print(json.dumps(places, indent=2))
+    for place in [] if args.json else places:
+        details = "  ".join(f"{key} {value}" for key, value in place.items() if key not in ("pipeline", "where"))
+        print(f"{place['pipeline']}  {place['where']}  {details}")
+    if not places:
+        print(f"task {args.task_id} not found (a task id other than its entry id is found only while delayed "
+              "or dead-lettered)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _or_unknown(value: int | None) -> int | str:
+    return "?" if value is None else value
 
 
 if __name__ == "__main__":

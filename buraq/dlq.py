@@ -89,3 +89,15 @@ def patterns(dead: Sequence[Row], top: int = 5) -> list[dict[str, Any]]:
                         "id": samples[(reason, error_type)].get("id", "?"),
                         "error": samples[(reason, error_type)].get("error", "")[:300]}}
             for (reason, error_type), count in counts.most_common(top)]
+
+
+async def locate(redis: Redis, pipelines: Sequence[Pipeline], task_id: str) -> list[dict[str, Any]]:
+    """Every place ``task_id`` is found, in every pipeline: stream state, delayed set, dead-letter stream."""
+    found = []
+    for pipeline in pipelines:
+        places = await streams.locate(redis, pipeline, task_id)
+        places += [{"where": "dlq", "entry": row["entry"], "reason": row.get("reason", "?"),
+                    "error_type": row.get("error_type", ""), "error": row.get("error", "")}
+                   for row in await find(redis, pipeline, task_id)]
+        found += [{"pipeline": pipeline.name, **place} for place in places]
+    return found

@@ -7,6 +7,7 @@ be read (and changed) in one place.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -289,8 +290,9 @@ async def status(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, Any]:
         for consumer in await redis.xinfo_consumers(pipeline.stream, pipeline.group):
             consumers.append({"name": consumer["name"].decode(), "pending": int(consumer["pending"]),
                               "idle_ms": int(consumer["idle"])})
-    return {"queued": state["queued"], "pending": state["pending"], "delayed": state["delayed"],
-            "dlq": state["dlq"], "consumers": consumers}
+    depth = None if state["queued"] is None else state["queued"] + state["pending"]
+    return {"depth": depth, "queued": state["queued"], "pending": state["pending"], "delayed": state["delayed"],
+            "dlq": state["dlq"], "oldest_pending_age": round(state["oldest_pending_age"], 3), "consumers": consumers}
 
 
 async def replay_dead(redis: aioredis.Redis, pipeline: Pipeline, dead_ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -323,3 +325,43 @@ async def scan_dead(redis: aioredis.Redis, pipeline: Pipeline) -> list[Entry]:
         if len(page) < DLQ_BATCH:
             return entries
         start = "(" + page[-1][0].decode()
+
+
+_ENTRY_ID = re.compile(r"\d+-\d+")
+
+
+async def locate(redis: aioredis.Redis, pipeline: Pipeline, task_id: str) -> list[dict[str, Any]]:
+    """Where a task is in this pipeline, found cheaply: its stream entry (when the task id is the entry id,
+    as for tasks enqueued without a delay), its pending state, and the delayed set. The DLQ is searched by
+    the caller (buraq/dlq.py)."""
+    found: list[dict[str, Any]] = []
+    if _ENTRY_ID.fullmatch(task_id):
+        entries = await redis.xrange(pipeline.stream, min=task_id, max=task_id)
+        if entries:
+            found.append(await _entry_state(redis, pipeline, task_id))
+    needle = b"2:id%d:%s" % (len(task_id.encode()), _glob_escape(task_id.encode()))
+    async for member, due in redis.zscan_iter(pipeline.delayed, match=b"*" + needle + b"*", count=1000):
+        found.append({"where": "delayed", "due_at": due / 1000.0})
+    return found
+
+
+async def _entry_state(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str) -> dict[str, Any]:
+    """queued, pending (with its consumer, idle time and deliveries) or acknowledged (it ended: done,
+    dead-lettered, or parked in the delayed set for a retry)."""
+    try:
+        pending = await redis.xpending_range(pipeline.stream, pipeline.group, min=entry_id, max=entry_id, count=1)
+        groups = await redis.xinfo_groups(pipeline.stream)
+    except ResponseError:  # no group yet: nobody has read it
+        return {"where": "stream", "state": "queued"}
+    if pending:
+        row = pending[0]
+        return {"where": "stream", "state": "pending", "consumer": row["consumer"].decode(),
+                "idle_ms": int(row["time_since_delivered"]), "deliveries": int(row["times_delivered"])}
+    group = next((g for g in groups if g["name"] in (pipeline.group, pipeline.group.encode())), None)
+    last = group["last-delivered-id"].decode() if group else "0-0"
+    delivered = tuple(map(int, entry_id.split("-"))) <= tuple(map(int, last.split("-")))
+    return {"where": "stream", "state": "acknowledged" if delivered else "queued"}
+
+
+def _glob_escape(text: bytes) -> bytes:
+    return re.sub(rb"([*?\[\]\\])", rb"\\\1", text)

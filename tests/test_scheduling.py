@@ -255,7 +255,8 @@ def test_schedule_list_and_status_show_fires_and_delayed_counts(timing: Project)
     timing.buraq("enqueue", name, "{}", "--delay", "1h")
     timing.buraq("enqueue", name, "{}", "--at", "2099-01-01T00:00:00Z")
     status = json.loads(timing.buraq("status", "--json").stdout)
-    assert status == [{"pipeline": name, "queued": 0, "pending": 0, "delayed": 2, "dlq": 0, "consumers": []}]
+    assert status == [{"pipeline": name, "depth": 0, "queued": 0, "pending": 0, "delayed": 2, "dlq": 0,
+                       "oldest_pending_age": 0.0, "consumers": []}]
     listed = json.loads(timing.buraq("schedule", "list", "--json").stdout)
     [row] = listed
     assert row["schedule"] == "nightly" and row["last_fire"] is None
