@@ -55,23 +55,24 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
     """Run every pipeline until a signal (or, in burst mode, until all are idle); return the exit code."""
     consumer = options.consumer or default_consumer_name()
     jobs = _schedule_jobs(pipelines, registry)  # before anything starts: a payload no codec takes is a user error
-    redis = connection.client(options.redis_url)
     threads, processes = _executors(pipelines, registry, options.plugins_dir)
     observers = Observers([observer for observer, _ in registry.observers])
-    workers = [
-        PipelineWorker(p, HandlerRunner(p, registry.handler(p.handler), threads, processes.get(p.name)),
-                       registry.codec(p.codec), redis, consumer, observers)
-        for p in pipelines
-    ]
+    workers: list[PipelineWorker] = []  # built once Redis answers: its kind (cluster or not) is known then
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = _install_signals(loop, stop, workers, processes)
     server = None
+    redis: Redis | None = None
     runs: list[asyncio.Task[None]] = []
     try:
-        if not await _ready_unless_stopped(redis, options.redis_url, stop):
+        redis = await _connect_unless_stopped(options.redis_url, stop)
+        if redis is None:
             log.info("stopped before Redis was reachable")
             return EXIT_OK
+        workers.extend(
+            PipelineWorker(p, HandlerRunner(p, registry.handler(p.handler), threads, processes.get(p.name)),
+                           registry.codec(p.codec), redis, consumer, observers)
+            for p in pipelines)
         server = _start_metrics(options.listen, PipelineGauges(pipelines, redis, loop, _in_flight_by_name(workers),
                                                                __version__))
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
@@ -89,7 +90,8 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
             task.cancel()
         if server is not None:
             server.shutdown()
-        await redis.aclose()
+        if redis is not None:
+            await redis.aclose()
         if threads is not None:
             threads.shutdown(wait=False, cancel_futures=True)
         for pool in processes.values():
@@ -124,17 +126,16 @@ def _executors(pipelines: list[Pipeline], registry: Registry,
     return threads, processes
 
 
-async def _ready_unless_stopped(redis: Redis, url: str, stop: asyncio.Event) -> bool:
-    """Wait for Redis; False if a signal came first (nothing ran, so there is nothing to drain)."""
-    ready = asyncio.create_task(connection.wait_until_ready(redis, url))
+async def _connect_unless_stopped(url: str, stop: asyncio.Event) -> Redis | None:
+    """Wait for Redis and connect (cluster mode if it is a cluster); None if a signal came first."""
+    ready = asyncio.create_task(connection.connect(url))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if not ready.done():
         ready.cancel()
-        return False
-    ready.result()
-    return True
+        return None
+    return ready.result()
 
 
 async def _run_until_stopped(stop: asyncio.Event, workers: list[PipelineWorker], runs: list[asyncio.Task[None]],

@@ -209,10 +209,14 @@ async def add_delayed(redis: aioredis.Redis, pipeline: Pipeline, fields: Mapping
     return int(due) / 1000.0
 
 
-async def redis_time(redis: aioredis.Redis) -> int:
-    """Redis's clock in ms: the one clock every process agrees on."""
-    seconds, micros = await redis.time()
-    return seconds * 1000 + micros // 1000
+async def redis_time(redis: aioredis.Redis, pipeline: Pipeline) -> int:
+    """Redis's clock in ms: the one clock every process agrees on.
+
+    It is read on the node holding ``pipeline``'s keys: on a Redis Cluster each master has its
+    own clock, and the scripts that judge due times against this one run on that node.
+    """
+    seconds, micros = await _script(redis, "now")(keys=[pipeline.stream])
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def schedule_marks(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> dict[str, int | None]:
@@ -267,7 +271,7 @@ async def queue_state(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, An
         pipe.xlen(pipeline.stream)
         pipe.xlen(pipeline.dlq)
         pipe.zcard(pipeline.delayed)
-        pipe.time()
+        pipe.eval(_script_source("now"), 1, pipeline.stream)  # TIME has no key: a cluster cannot route it
         groups, pending, length, dlq, delayed, (seconds, micros) = await pipe.execute(raise_on_error=False)
     group = None if isinstance(groups, Exception) else next(
         (g for g in groups if g["name"] in (pipeline.group, pipeline.group.encode())), None)
