@@ -7,6 +7,7 @@ cluster unchanged. The servers are stopped by the PIDs this fixture started.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -99,7 +100,9 @@ def _wait(condition, what: str, timeout: float = 30) -> None:  # type: ignore[no
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    # BURAQ_CLUSTER_SERVER runs the same tests on another server, e.g. valkey-server.
+    server = os.environ.get("BURAQ_CLUSTER_SERVER") or shutil.which("redis-server")
+    cli = shutil.which("redis-cli")
     if server is None or cli is None:
         pytest.skip("the cluster tests need the redis-server and redis-cli binaries on PATH (CI has them)")
     local = LocalCluster(tmp_path_factory.mktemp("cluster"), server, cli)
