@@ -279,7 +279,7 @@ async def queue_state(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, An
         return {"group": False, "queued": 0 if isinstance(length, Exception) else int(length), "pending": 0,
                 "oldest_pending_age": 0.0, "delayed": int(delayed), "dlq": int(dlq)}
     oldest = pending.get("min")
-    age = max(0.0, seconds + micros / 1e6 - entry_millis(oldest.decode()) / 1000) if oldest else 0.0
+    age = max(0.0, int(seconds) + int(micros) / 1e6 - entry_millis(oldest.decode()) / 1000) if oldest else 0.0
     lag = group.get("lag")
     return {"group": True, "queued": None if lag is None else int(lag), "pending": int(pending["pending"]),
             "oldest_pending_age": age, "delayed": int(delayed), "dlq": int(dlq)}

@@ -31,6 +31,9 @@ def test_sigkill_mid_run_then_another_worker_ends_every_task_exactly_once(projec
     in_flight = pending_of(redis, name, "first")
     assert in_flight, "the kill came when nothing was running; the test proves nothing"
     second = project.serve("--consumer", "second")
+    second.wait_ready()
+    # (the queue gauges read each pipeline's state, clock included, on its own master)
+    assert re.search(rf'buraq_oldest_pending_age_seconds{{pipeline="{name}"}} \d', second.metrics())
     wait_for(lambda: len({e.task_id for e in events(project, "done")}) >= TASKS and pending(redis, name) == 0,
              timeout=60, message="every task done")
     second.signal(signal.SIGTERM)
