@@ -118,6 +118,8 @@ async def wait_until_ready(redis: aioredis.Redis, url: str, give_up_after: float
                 OSError) as exc:
             _unless_not_a_cluster(exc, url)
             if give_up_after is not None and waited >= give_up_after:
+                if isinstance(exc, RedisClusterException):  # no node reachable: say so like for one Redis
+                    raise RedisConnectionError(str(exc)) from exc
                 raise
             pause = delay * (0.5 + random.random() / 2)
             log.warning("Redis at %s not ready (attempt %d: %s); retrying in %.1fs",

@@ -178,9 +178,12 @@ def test_a_redis_cluster_url_asks_for_cluster_mode_and_a_plain_server_refuses_it
         on_plain = project.buraq("status", "--redis-url", f"redis+cluster://127.0.0.1:{plain.port}")
     finally:
         plain.kill()
+    on_nothing = project.buraq("status", "--redis-url", f"redis+cluster://127.0.0.1:{plain.port}")
 
     # Then the cluster answers, and the plain server is a clear user error, not a hang or a traceback
     assert on_cluster.returncode == 0, on_cluster.stderr
     assert project.name("schemed") in on_cluster.stdout
     assert on_plain.returncode == 1
     assert "not a cluster node" in on_plain.stderr and "Traceback" not in on_plain.stderr
+    # and a cluster URL where nothing listens is "cannot reach Redis", as for one Redis
+    assert on_nothing.returncode == 1 and "cannot reach Redis" in on_nothing.stderr, on_nothing.stderr
