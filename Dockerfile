@@ -17,4 +17,6 @@ USER buraq
 
 EXPOSE 2112
 # Exec form, so buraq is PID 1 and receives SIGTERM itself: it drains running tasks, then exits.
+# 0.0.0.0, so Prometheus in another container can scrape /metrics; beyond loopback the dashboard
+# and API want BURAQ_DASHBOARD_TOKEN, which the image leaves to the runtime (compose.yml sets it).
 CMD ["buraq", "serve", "pipelines/", "--listen", "0.0.0.0:2112"]

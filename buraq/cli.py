@@ -8,21 +8,24 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
-from buraq import connection, schedules, streams
+from buraq import connection, dlq, schedules, streams
 from buraq.config import find_pipeline, load_pipelines
 from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
 from buraq.errors import BuraqError, ConfigError
 from buraq.plugins import load_plugins
+from buraq.web.auth import Policy
 
 EXIT_USER_ERROR = 1
 EXIT_BUG = 3
@@ -74,10 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_redis(serve)
     _add_plugins_dir(serve)
     serve.add_argument("--listen", default=os.environ.get("BURAQ_LISTEN", "127.0.0.1:2112"),
-                       help="HOST:PORT for /metrics (default 127.0.0.1:2112); 'off' to disable")
+                       help="HOST:PORT for the dashboard and /metrics (default 127.0.0.1:2112); 'off' to disable")
+    serve.add_argument("--dashboard", choices=["on", "off"], default=os.environ.get("BURAQ_DASHBOARD", "on"),
+                       help="serve the dashboard and /api beside /metrics (default on)")
+    serve.add_argument("--dashboard-token-file", help="read the dashboard token from this file "
+                       "(default: $BURAQ_DASHBOARD_TOKEN; required when --listen is not loopback)")
     serve.add_argument("--grace", default="30s", help="how long running tasks may finish after SIGTERM (default 30s)")
     serve.add_argument("--burst", action="store_true", help="exit once every pipeline is empty and idle")
     serve.add_argument("--consumer", help="consumer name in the group (default HOSTNAME-PID)")
+    serve.add_argument("--processes", default=os.environ.get("BURAQ_PROCESSES", "1"),
+                       help="worker processes under one supervisor: a number, or 'auto' for one per core (default 1)")
     serve.set_defaults(run=_serve)
 
     validate = command("validate", help="check pipeline files without touching Redis")
@@ -180,16 +189,27 @@ def _redis_url(explicit: str | None) -> Iterator[str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from buraq.lifetime import watch_parent
     from buraq.runtime import ServeOptions, serve
+    from buraq.supervisor import SUPERVISED_ENV, supervise
 
     registry = load_plugins(args.plugins_dir)
     pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
     if not pipelines:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
+    listen = _listen_address(args.listen)
+    processes = _process_count(args.processes)
+    policy = _dashboard_policy(args, listen)  # refuse an unprotected dashboard before anything starts
     with _redis_url(args.redis_url) as url:
-        options = ServeOptions(redis_url=url, listen=_listen_address(args.listen), grace=_duration_option("--grace", args.grace),
-                               burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir)
-        code = asyncio.run(serve(pipelines, registry, options))
+        options = ServeOptions(redis_url=url, listen=listen, grace=_duration_option("--grace", args.grace),
+                               burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir,
+                               dashboard=policy)
+        if processes > 1:
+            code = asyncio.run(supervise(args.paths, pipelines, options, processes, args.log_level))
+        else:
+            if os.environ.get(SUPERVISED_ENV, "").isdigit():  # a child of `serve --processes`: drain when it is gone
+                watch_parent(int(os.environ[SUPERVISED_ENV]), lambda: os.kill(os.getpid(), signal.SIGTERM))
+            code = asyncio.run(serve(pipelines, registry, options))
     # A handler thread still running (one that timed out, or outlived the grace period) would keep
     # the interpreter alive at exit. Its task already failed or stays pending in Redis, and
     # everything buraq owes Redis is done, so end the process now.
@@ -197,6 +217,26 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _process_count(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise BuraqError(f"--processes wants a number from 1 to 256 or 'auto', got {text!r}")
+    return int(text)
+
+
+def _dashboard_policy(args: argparse.Namespace, listen: tuple[str, int] | None) -> Policy | None:
+    if listen is None or args.dashboard == "off":
+        return None
+    token = os.environ.get("BURAQ_DASHBOARD_TOKEN") or None
+    if args.dashboard_token_file:
+        try:
+            token = Path(args.dashboard_token_file).read_text().strip()
+        except OSError as exc:
+            raise BuraqError(f"--dashboard-token-file: {exc}") from None
+    return Policy.for_listener(listen[0], token)
 
 
 def _listen_address(text: str) -> tuple[str, int] | None:
@@ -308,13 +348,7 @@ def _query(explicit_url: str | None, query: Callable[[Redis], Awaitable[T]]) -> 
 
 def _dlq_list(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-
-    async def query(redis: Redis) -> tuple[int, list[streams.Entry]]:
-        return (await streams.length(redis, pipeline.dlq),
-                await streams.read_range(redis, pipeline.dlq, args.count, newest_first=True))
-
-    total, entries = _query(args.redis_url, query)
-    rows = _dead_rows(entries)
+    total, rows = _query(args.redis_url, lambda redis: dlq.newest(redis, pipeline, args.count))
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -326,30 +360,15 @@ def _dlq_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dead_rows(entries: list[streams.Entry]) -> list[dict[str, str]]:
-    return [{"entry": entry_id, **{k.decode(): v.decode("utf-8", "replace") for k, v in (fields or {}).items()}}
-            for entry_id, fields in entries]
-
-
-def _matching(rows: list[dict[str, str]], args: argparse.Namespace) -> list[dict[str, str]]:
+def _selection(args: argparse.Namespace) -> dlq.Selection:
     """The DLQ rows that --id / --error-type / --reason / --all pick."""
-    if args.all:
-        return rows
-    if args.id:
-        wanted = set(args.id)
-        return [r for r in rows if r["entry"] in wanted or r.get("id") in wanted]
-    if args.error_type:
-        return [r for r in rows if r.get("error_type") == args.error_type]
-    return [r for r in rows if r.get("reason") == args.reason]
+    return dlq.Selection(ids=tuple(args.id or ()), error_type=args.error_type, reason=args.reason,
+                         everything=args.all)
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-
-    async def query(redis: Redis) -> list[streams.Entry]:
-        return await streams.scan_dead(redis, pipeline)
-
-    rows = [r for r in _dead_rows(_query(args.redis_url, query)) if args.id in (r["entry"], r.get("id"))]
+    rows = _query(args.redis_url, lambda redis: dlq.find(redis, pipeline, args.id))
     if not rows:
         raise BuraqError(f"no entry {args.id!r} in {pipeline.dlq}")
     for row in rows:
@@ -366,16 +385,10 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 def _dlq_replay(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-
-    async def query(redis: Redis) -> tuple[list[str], list[str], list[dict[str, str]]]:
-        chosen = _matching(_dead_rows(await streams.scan_dead(redis, pipeline)), args)
-        replayed, skipped = await streams.replay_dead(redis, pipeline, [r["entry"] for r in chosen])
-        return replayed, skipped, chosen
-
-    replayed, skipped, chosen = _query(args.redis_url, query)
-    task_ids = {r["entry"]: r.get("id", "?") for r in chosen}
+    outcome = _query(args.redis_url, lambda redis: dlq.replay(redis, pipeline, _selection(args)))
+    replayed, skipped = outcome["replayed"], outcome["skipped"]
     if args.json:
-        print(json.dumps({"replayed": [task_ids[e] for e in replayed], "skipped": skipped}))
+        print(json.dumps(outcome))
     else:
         print(f"replayed {len(replayed)} task(s) onto {pipeline.stream}" +
               (f"; skipped {len(skipped)} entries with no task to replay: {', '.join(skipped)}" if skipped else ""))
@@ -384,8 +397,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
 
 def _dlq_purge(args: argparse.Namespace) -> int:
     pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-    scanned = _dead_rows(_query(args.redis_url, lambda redis: streams.scan_dead(redis, pipeline)))
-    chosen = [r["entry"] for r in _matching(scanned, args)]
+    chosen = [r["entry"] for r in _query(args.redis_url, lambda redis: dlq.select(redis, pipeline, _selection(args)))]
     if chosen and not args.yes:
         if not sys.stdin.isatty():
             raise BuraqError(f"purge would delete {len(chosen)} entries from {pipeline.dlq}; add --yes to confirm")
@@ -393,7 +405,7 @@ def _dlq_purge(args: argparse.Namespace) -> int:
         if answer.strip() != "yes":
             print("nothing deleted")
             return EXIT_USER_ERROR
-    deleted = _query(args.redis_url, lambda redis: streams.purge_dead(redis, pipeline, chosen)) if chosen else 0
+    deleted = _query(args.redis_url, lambda redis: dlq.purge(redis, pipeline, chosen))
     print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} entries from {pipeline.dlq}")
     return 0
 

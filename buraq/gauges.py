@@ -1,4 +1,4 @@
-"""Gauges read when Prometheus scrapes: this process's slots, and each queue's state in Redis.
+"""Gauges read when Prometheus scrapes: each queue's state in Redis, and build info.
 
 Queue gauges (depth, oldest pending age, DLQ depth, delayed) describe the pipeline, not the
 process: every `buraq serve` reports the same value, so aggregate them with max(), not sum().
@@ -13,7 +13,7 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
@@ -30,11 +30,10 @@ CACHE_SECONDS = 1.0
 
 class PipelineGauges(Collector):
     def __init__(self, pipelines: Sequence[Pipeline], client: aioredis.Redis, loop: asyncio.AbstractEventLoop,
-                 in_flight: Callable[[str], int], version: str) -> None:
+                 version: str) -> None:
         self._pipelines = list(pipelines)
         self._redis = client  # the serve loop's client: scrapes run in the HTTP thread and hop over
         self._loop = loop
-        self._in_flight = in_flight
         self._version = version
         self._lock = threading.Lock()
         self._cached_at = 0.0
@@ -42,19 +41,10 @@ class PipelineGauges(Collector):
 
     def describe(self) -> Iterable[Any]:
         """The metric names, without values: registering must not read Redis (it runs on the event loop)."""
-        yield GaugeMetricFamily("buraq_worker_slots", "", labels=["pipeline"])
-        yield GaugeMetricFamily("buraq_worker_slots_busy", "", labels=["pipeline"])
         yield from _queue_family_map().values()
         yield InfoMetricFamily("buraq_build", "")
 
     def collect(self) -> Iterable[Any]:
-        slots = GaugeMetricFamily("buraq_worker_slots", "Tasks this process may run at once (pool).", labels=["pipeline"])
-        busy = GaugeMetricFamily("buraq_worker_slots_busy", "Tasks this process is running now.", labels=["pipeline"])
-        for pipeline in self._pipelines:
-            slots.add_metric([pipeline.name], pipeline.pool)
-            busy.add_metric([pipeline.name], self._in_flight(pipeline.name))
-        yield slots
-        yield busy
         yield from self._queue_families()
         info = InfoMetricFamily("buraq_build", "Versions of buraq and what it runs on.")
         info.add_metric([], {"version": self._version, "python": platform.python_version(),

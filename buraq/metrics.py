@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # From a millisecond no-op to a ten-minute batch job.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -20,3 +20,8 @@ TASKS_RECLAIMED = Counter("buraq_tasks_reclaimed", "Tasks taken over from worker
                           ["pipeline"])
 ENTRIES_TRIMMED = Counter("buraq_entries_trimmed", "Pending entries found deleted from the stream (nothing to run).",
                           ["pipeline"])
+
+# Set by the serve loop a few times a second; "livesum" adds up live processes under `serve --processes`.
+WORKER_SLOTS = Gauge("buraq_worker_slots", "Tasks this buraq may run at once (pool, times processes).", ["pipeline"],
+                     multiprocess_mode="livesum")
+WORKER_SLOTS_BUSY = Gauge("buraq_worker_slots_busy", "Tasks running now.", ["pipeline"], multiprocess_mode="livesum")

@@ -16,13 +16,12 @@ import json
 import logging
 import multiprocessing
 import os
-import threading
-import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from buraq.backoff import pause_after
+from buraq.lifetime import watch_parent
 from buraq.failures import HandlerError, HandlerProcessDied, TaskTimeout, is_rejection
 from buraq.task import Task
 
@@ -34,7 +33,7 @@ class _Child:
     def __init__(self, handler_name: str, plugins_dir: str | None) -> None:
         parent_end, child_end = _CONTEXT.Pipe()
         self.connection: Connection = parent_end
-        self.process = _CONTEXT.Process(target=_child_main, args=(child_end, handler_name, plugins_dir),
+        self.process = _CONTEXT.Process(target=_child_main, args=(child_end, handler_name, plugins_dir, os.getpid()),
                                         name=f"buraq-handler:{handler_name}", daemon=True)
         self.process.start()
         child_end.close()
@@ -139,12 +138,12 @@ async def _receive(connection: Connection) -> dict[str, Any]:
     return json.loads(connection.recv_bytes())
 
 
-def _child_main(connection: Connection, handler_name: str, plugins_dir: str | None) -> None:
+def _child_main(connection: Connection, handler_name: str, plugins_dir: str | None, parent: int) -> None:
     """The child: load plugins once, then run tasks until the pipe closes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when work stops
-    _exit_with_parent()
+    watch_parent(parent)  # die with the worker that started us, rather than run on as an orphan
     from buraq.plugins import load_plugins
 
     handler = load_plugins(plugins_dir).handler(handler_name).function
@@ -165,16 +164,3 @@ def _child_main(connection: Connection, handler_name: str, plugins_dir: str | No
                                 "traceback": "".join(traceback.format_exception(exc)),
                                 "rejected": is_rejection(exc)})
         connection.send_bytes(reply.encode())
-
-
-def _exit_with_parent() -> None:
-    """Die when the worker that started us dies (even by SIGKILL), rather than run on as an orphan."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="buraq-parent-watch", daemon=True).start()

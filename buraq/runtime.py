@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import prometheus_client
 from redis.asyncio import Redis
 
 from buraq.config import Pipeline
-from buraq import __version__, connection, streams
+from buraq import __version__, connection, metrics, streams, web
 from buraq.engine import Observers, PipelineWorker
 from buraq.errors import BuraqError
 from buraq.gauges import PipelineGauges
@@ -29,6 +28,7 @@ from buraq.execution import HandlerRunner
 from buraq.plugins import Registry
 from buraq.process_pool import ProcessPool
 from buraq.scheduler import Job, Scheduler
+from buraq.web.auth import Policy
 
 log = logging.getLogger("buraq.runtime")
 
@@ -45,6 +45,7 @@ class ServeOptions:
     burst: bool = False
     consumer: str | None = None
     plugins_dir: str | None = None
+    dashboard: Policy | None = None  # None: /metrics and /healthz only
 
 
 def default_consumer_name() -> str:
@@ -61,7 +62,8 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = _install_signals(loop, stop, workers, processes)
-    server = None
+    listener: web.Listener | None = None
+    publisher: asyncio.Task[None] | None = None
     redis: Redis | None = None
     runs: list[asyncio.Task[None]] = []
     try:
@@ -73,8 +75,9 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
             PipelineWorker(p, HandlerRunner(p, registry.handler(p.handler), threads, processes.get(p.name)),
                            registry.codec(p.codec), redis, consumer, observers)
             for p in pipelines)
-        server = _start_metrics(options.listen, PipelineGauges(pipelines, redis, loop, _in_flight_by_name(workers),
-                                                               __version__))
+        if options.listen is not None:
+            listener = _listen(options.listen, options.dashboard, pipelines, redis)
+        publisher = asyncio.create_task(_publish_slots(workers), name="slots")
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(workers), consumer,
                  connection.redact(options.redis_url), ", ".join(p.name for p in pipelines))
         runs = [asyncio.create_task(w.run(), name=f"read:{w.pipeline.name}") for w in workers]
@@ -88,8 +91,10 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
             loop.remove_signal_handler(sig)
         for task in runs:
             task.cancel()
-        if server is not None:
-            server.shutdown()
+        if publisher is not None:
+            publisher.cancel()
+        if listener is not None:
+            listener.close()
         if redis is not None:
             await redis.aclose()
         if threads is not None:
@@ -213,16 +218,18 @@ async def _exit_now(workers: list[PipelineWorker], processes: dict[str, ProcessP
         os._exit(EXIT_INTERRUPTED)
 
 
-def _in_flight_by_name(workers: list[PipelineWorker]) -> Callable[[str], int]:
-    by_name = {w.pipeline.name: w for w in workers}
-    return lambda name: by_name[name].in_flight
+async def _publish_slots(workers: list[PipelineWorker], every: float = 0.25) -> None:
+    """Keep the slot gauges current (a set, not a callback, so `serve --processes` can add them up)."""
+    for worker in workers:
+        metrics.WORKER_SLOTS.labels(worker.pipeline.name).set(worker.pipeline.pool)
+    while True:
+        for worker in workers:
+            metrics.WORKER_SLOTS_BUSY.labels(worker.pipeline.name).set(worker.in_flight)
+        await asyncio.sleep(every)
 
 
-def _start_metrics(listen: tuple[str, int] | None, gauges: PipelineGauges):  # type: ignore[no-untyped-def]
-    if listen is None:
-        return None
-    prometheus_client.REGISTRY.register(gauges)
-    host, port = listen
-    server, _thread = prometheus_client.start_http_server(port, addr=host)
-    log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", server.server_port)
-    return server
+def _listen(listen: tuple[str, int], policy: Policy | None, pipelines: list[Pipeline], redis: Redis) -> web.Listener:
+    """Metrics and, unless it is off, the dashboard, on one listener; queue gauges read from Redis."""
+    registry = prometheus_client.REGISTRY
+    registry.register(PipelineGauges(pipelines, redis, asyncio.get_running_loop(), __version__))
+    return web.start(listen, policy, registry, pipelines, redis, processes=lambda: 1)
