@@ -187,3 +187,23 @@ def test_a_redis_cluster_url_asks_for_cluster_mode_and_a_plain_server_refuses_it
     assert "not a cluster node" in on_plain.stderr and "Traceback" not in on_plain.stderr
     # and a cluster URL where nothing listens is "cannot reach Redis", as for one Redis
     assert on_nothing.returncode == 1 and "cannot reach Redis" in on_nothing.stderr, on_nothing.stderr
+
+
+def test_two_processes_under_one_supervisor_share_a_pipeline_and_read_its_gauges(
+        recorder: Project, redis: RedisCluster, cluster: LocalCluster) -> None:
+    # Given 100 tasks of a pipeline on another master than the node named by the plain URL
+    base = next(f"shared{n}" for n in range(100)
+                if redis.get_node_from_key(keys.default_stream(recorder.name(f"shared{n}"))).port != cluster.ports[0])
+    name = recorder.pipeline(base, "handler: test.ok\npool: 4\n")
+    ids = recorder.buraq("enqueue", name, input="{}\n" * 100).stdout.split()
+
+    # When `serve --processes 2` runs them
+    server = recorder.serve("--processes", "2")
+    wait_for(lambda: len(recorder.recorded("ok")) >= 100, timeout=30, message="100 tasks done")
+
+    # Then each task ran once, and the supervisor's queue gauges read the pipeline on its master
+    wait_for(lambda: f'buraq_queue_depth{{pipeline="{name}"}} 0.0' in server.metrics(), timeout=15,
+             message="queue depth 0 on the supervisor's /metrics")
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0, server.output()
+    assert sorted(_ids(recorder, "ok")) == sorted(ids)
