@@ -6,9 +6,8 @@ import asyncio
 import logging
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from buraq import streams
+from buraq import connection, streams
 from buraq.backoff import pause_after
 from buraq.config import Pipeline
 
@@ -53,7 +52,7 @@ class AckBatcher:
                 try:
                     await streams.ack(self._redis, self._pipeline, ids)
                     failures = 0
-                except RedisError as exc:
+                except connection.REDIS_TROUBLE as exc:
                     # Unacknowledged entries stay pending and would run again; keep trying.
                     failures += 1
                     self._sending = 0

@@ -343,7 +343,7 @@ def _query(explicit_url: str | None, query: Callable[[Redis], Awaitable[T]]) -> 
     """Run one read-only query against the configured (or the embedded) Redis."""
 
     async def run(url: str) -> T:
-        redis = connection.client(url)
+        redis = await connection.connect(url, give_up_after=0)
         try:
             return await query(redis)
         finally:
@@ -421,9 +421,9 @@ def _schedule_list(args: argparse.Namespace) -> int:
     pipelines = [p for p in load_pipelines([args.pipelines]) if p.schedule]
 
     async def query(redis: Redis) -> list[dict[str, Any]]:
-        now = await streams.redis_time(redis)
         rows = []
         for pipeline in pipelines:
+            now = await streams.redis_time(redis, pipeline)
             names = [s.name for s in pipeline.schedule]
             marks = await streams.schedule_marks(redis, pipeline, names)
             fired = await streams.schedule_last_fired(redis, pipeline, names)

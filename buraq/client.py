@@ -123,7 +123,7 @@ class AsyncClient:
             if url is None:
                 self._embedded = contextlib.ExitStack()
                 url = self._embedded.enter_context(EmbeddedRedis())
-            self._redis = connection.client(url)
+            self._redis = await connection.connect(url, give_up_after=0)
         return self._redis
 
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from buraq import streams, wire
+from buraq import connection, streams, wire
 from buraq.acks import AckBatcher
 from buraq.backoff import pause_after, retry_delay
 from buraq.config import Pipeline, payload_checker
@@ -132,7 +132,7 @@ class PipelineWorker:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         try:
             await asyncio.wait_for(self._leases.leave(), 5.0)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (*connection.REDIS_TROUBLE, asyncio.TimeoutError) as exc:
             log.warning("%s: could not leave the group cleanly (%s); leftovers wait out the lease",
                         self.pipeline.name, exc)
 
@@ -154,7 +154,7 @@ class PipelineWorker:
                 counts = await streams.deliveries(self._redis, self.pipeline,
                                                   [entry_id for entry_id, _ in entries]) if history else {}
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_TROUBLE as exc:
                 failures += 1
                 delay = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
@@ -191,7 +191,7 @@ class PipelineWorker:
         try:
             await streams.ensure_group(self._redis, self.pipeline)
             log.warning("%s: consumer group was missing; created it again", self.pipeline.name)
-        except (RedisError, OSError) as exc:
+        except connection.REDIS_TROUBLE as exc:
             log.warning("%s: cannot create the consumer group yet (%s)", self.pipeline.name, exc)
 
     def _finished(self, entry_id: str, task: asyncio.Task[None]) -> None:
@@ -315,7 +315,7 @@ class PipelineWorker:
                     log.warning("%s: a malformed delayed-set member was moved to the DLQ (bad_delayed_member)",
                                 self.pipeline.name)
                     self._observers.emit("task_dead_lettered", self.pipeline.name, "?", "bad_delayed_member")
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_TROUBLE as exc:
                 failures += 1
                 wait = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: moving due retries failed (%s)", self.pipeline.name, exc)
@@ -333,7 +333,7 @@ async def _with_redis_retries(step: Callable[[], Any], pipeline: str, attempts: 
     for attempt in range(1, attempts + 1):
         try:
             return bool(await step())
-        except (RedisError, OSError) as exc:  # connection trouble, or an error reply such as OOM
+        except connection.REDIS_TROUBLE as exc:  # connection trouble, or an error reply such as OOM
             if attempt == attempts:
                 log.error("%s: giving up on a Redis step after %d tries (%s); the entry stays pending",
                           pipeline, attempts, exc)

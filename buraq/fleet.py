@@ -54,10 +54,9 @@ class Changes:
 
 
 class Fleet:
-    def __init__(self, registry: Registry, redis: Redis, consumer: str, observers: Observers,
-                 plugins_dir: str | None) -> None:
+    def __init__(self, registry: Registry, consumer: str, observers: Observers, plugins_dir: str | None) -> None:
         self._registry = registry
-        self._redis = redis
+        self.redis: Redis | None = None  # set once Redis answers, before the first start
         self._consumer = consumer
         self._observers = observers
         self._plugins_dir = plugins_dir
@@ -81,11 +80,16 @@ class Fleet:
             log.warning("%s: executor: process applies to plain def handlers; %s is async and runs on the "
                         "event loop", pipeline.name, pipeline.handler)
         worker = PipelineWorker(pipeline, HandlerRunner(pipeline, handler, threads, processes),
-                                self._registry.codec(pipeline.codec), self._redis, consumer or self._consumer,
+                                self._registry.codec(pipeline.codec), self._require_redis(), consumer or self._consumer,
                                 self._observers)
         run = asyncio.create_task(worker.run(), name=f"read:{pipeline.name}")
         run.add_done_callback(self._reader_ended)
         self.members[pipeline.name] = Member(worker, run, threads, processes)
+
+    def _require_redis(self) -> Redis:
+        if self.redis is None:
+            raise RuntimeError("Fleet.start before Redis answered")
+        return self.redis
 
     def _reader_ended(self, run: asyncio.Task[None]) -> None:
         """A reader that dies of an error stops the whole process (see runtime), which says why."""

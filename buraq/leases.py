@@ -19,9 +19,8 @@ import random
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from buraq import streams
+from buraq import connection, streams
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.leases")
@@ -57,7 +56,7 @@ class Leases:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 await self.beat()
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_TROUBLE as exc:
                 log.warning("%s: heartbeat failed (%s)", self._pipeline.name, exc)
 
     async def reclaim_until(self, stopping: asyncio.Event) -> None:
@@ -77,7 +76,7 @@ class Leases:
                         self._take_over(taken)
                     if cursor != "-":
                         pause = 0  # more of the pending list to look at: go on now
-                except (RedisError, OSError) as exc:
+                except connection.REDIS_TROUBLE as exc:
                     log.warning("%s: reclaim scan failed (%s)", self._pipeline.name, exc)
             try:
                 await asyncio.wait_for(stopping.wait(), pause)

@@ -12,8 +12,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
 from buraq.config import Pipeline, load_pipelines
 from buraq.errors import BuraqError, ConfigError
 from buraq.fleet import Changes, Fleet
@@ -25,13 +23,12 @@ log = logging.getLogger("buraq.reload")
 
 class Reloader:
     def __init__(self, paths: Sequence[str], registry: Registry, fleet: Fleet, current: list[Pipeline],
-                 grace: float, redis: Redis) -> None:
+                 grace: float) -> None:
         self._paths = list(paths)
         self._registry = registry
         self._fleet = fleet
         self._current = current  # the listener reads this list: it is updated in place
         self._grace = grace
-        self._redis = redis
         self._wanted = asyncio.Event()
         self._stopping: asyncio.Event | None = None
         self._scheduler: asyncio.Task[None] | None = None
@@ -63,9 +60,9 @@ class Reloader:
         jobs = jobs_for(pipelines, self._registry)
         changes = await self._fleet.apply(pipelines, self._grace)
         self._current[:] = pipelines
-        if changes and self._stopping is not None and not self._stopping.is_set():
+        if changes and self._stopping is not None and not self._stopping.is_set() and self._fleet.redis is not None:
             await self.stop_scheduler()
-            self.start_scheduler(Scheduler(self._redis, jobs), self._stopping)
+            self.start_scheduler(Scheduler(self._fleet.redis, jobs), self._stopping)
         log.info("reloaded: %s", changes.describe())
         return changes
 

@@ -21,7 +21,6 @@ from redis.asyncio import Redis
 from buraq.config import Pipeline
 from buraq import __version__, connection, metrics, streams, web
 from buraq.engine import Observers, PipelineWorker
-from buraq.errors import BuraqError
 from buraq.gauges import PipelineGauges
 from buraq.plugins import Registry
 from buraq.fleet import Fleet
@@ -56,20 +55,22 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
     """Run every pipeline until a signal (or, in burst mode, until all are idle); return the exit code."""
     consumer = options.consumer or default_consumer_name()
     jobs = jobs_for(pipelines, registry)  # before anything starts: a payload no codec takes is a user error
-    redis = connection.client(options.redis_url)
     observers = Observers([observer for observer, _ in registry.observers])
-    fleet = Fleet(registry, redis, consumer, observers, options.plugins_dir)
+    fleet = Fleet(registry, consumer, observers, options.plugins_dir)
     current = list(pipelines)  # shared with the listener, updated in place by a reload
     stop = asyncio.Event()
-    reload = Reloader(options.paths, registry, fleet, current, options.grace, redis)
+    reload = Reloader(options.paths, registry, fleet, current, options.grace)
     loop = asyncio.get_running_loop()
     signals = _install_signals(loop, stop, fleet, reload)
     listener: web.Listener | None = None
     background: list[asyncio.Task[None]] = []
+    redis: Redis | None = None
     try:
-        if not await _ready_unless_stopped(redis, options.redis_url, stop):
+        redis = await _connect_unless_stopped(options.redis_url, stop)
+        if redis is None:
             log.info("stopped before Redis was reachable")
             return EXIT_OK
+        fleet.redis = redis  # workers are built once Redis answers: its kind (cluster or not) is known then
         if options.listen is not None:
             listener = _listen(options.listen, options.dashboard, current, redis)
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(current), consumer,
@@ -93,20 +94,20 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
         if listener is not None:
             listener.close()
         fleet.close()
-        await redis.aclose()
+        if redis is not None:
+            await redis.aclose()
 
 
-async def _ready_unless_stopped(redis: Redis, url: str, stop: asyncio.Event) -> bool:
-    """Wait for Redis; False if a signal came first (nothing ran, so there is nothing to drain)."""
-    ready = asyncio.create_task(connection.wait_until_ready(redis, url))
+async def _connect_unless_stopped(url: str, stop: asyncio.Event) -> Redis | None:
+    """Wait for Redis and connect (cluster mode if it is a cluster); None if a signal came first."""
+    ready = asyncio.create_task(connection.connect(url))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if not ready.done():
         ready.cancel()
-        return False
-    ready.result()
-    return True
+        return None
+    return ready.result()
 
 
 async def _run_until_stopped(stop: asyncio.Event, fleet: Fleet, burst: bool, redis: Redis) -> None:

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from buraq import schedules, streams
+from buraq import connection, schedules, streams
 from buraq.config import Pipeline
 from buraq.errors import BuraqError
 from buraq.plugins import Registry
@@ -46,7 +45,7 @@ class Scheduler:
         while self._jobs and not stopping.is_set():
             try:
                 pause = await self.run_once()
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_TROUBLE as exc:
                 log.warning("scheduler pass failed (%s); trying again", exc)
                 pause = MAX_SLEEP
             try:
@@ -56,23 +55,29 @@ class Scheduler:
 
     async def run_once(self) -> float:
         """One pass over every schedule; returns seconds until the next tick is due (at most MAX_SLEEP)."""
-        now = await streams.redis_time(self._redis)
-        next_due = now + round(MAX_SLEEP * 1000)
+        pause = MAX_SLEEP
         by_pipeline: dict[str, list[Job]] = {}
         for job in self._jobs:
             by_pipeline.setdefault(job.pipeline.name, []).append(job)
         for jobs in by_pipeline.values():
-            marks = await streams.schedule_marks(self._redis, jobs[0].pipeline, [j.schedule.name for j in jobs])
-            for job in jobs:
-                try:
-                    last = await self._fire_due(job, marks[job.schedule.name], now)
-                    next_due = min(next_due, schedules.next_tick(job.schedule, last))
-                except (RedisError, OSError):
-                    raise
-                except Exception:  # one broken schedule must not stop the others
-                    log.exception("%s: schedule %s (%s) failed; the others go on", job.pipeline.name,
-                                  job.schedule.name, job.schedule.describe())
-        return max(0.005, (next_due - now) / 1000.0)
+            pause = min(pause, await self._pass_over(jobs))
+        return max(0.005, pause)
+
+    async def _pass_over(self, jobs: list[Job]) -> float:
+        """Fire one pipeline's due schedules, by the clock of the Redis node holding its keys."""
+        now = await streams.redis_time(self._redis, jobs[0].pipeline)
+        next_due = now + round(MAX_SLEEP * 1000)
+        marks = await streams.schedule_marks(self._redis, jobs[0].pipeline, [j.schedule.name for j in jobs])
+        for job in jobs:
+            try:
+                last = await self._fire_due(job, marks[job.schedule.name], now)
+                next_due = min(next_due, schedules.next_tick(job.schedule, last))
+            except connection.REDIS_TROUBLE:
+                raise
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("%s: schedule %s (%s) failed; the others go on", job.pipeline.name,
+                              job.schedule.name, job.schedule.describe())
+        return (next_due - now) / 1000.0
 
     async def _fire_due(self, job: Job, last: int | None, now: int) -> int:
         """Fire what is due for one schedule; return its mark as this pass leaves it."""

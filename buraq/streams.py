@@ -210,10 +210,14 @@ async def add_delayed(redis: aioredis.Redis, pipeline: Pipeline, fields: Mapping
     return int(due) / 1000.0
 
 
-async def redis_time(redis: aioredis.Redis) -> int:
-    """Redis's clock in ms: the one clock every process agrees on."""
-    seconds, micros = await redis.time()
-    return seconds * 1000 + micros // 1000
+async def redis_time(redis: aioredis.Redis, pipeline: Pipeline) -> int:
+    """Redis's clock in ms: the one clock every process agrees on.
+
+    It is read on the node holding ``pipeline``'s keys: on a Redis Cluster each master has its
+    own clock, and the scripts that judge due times against this one run on that node.
+    """
+    seconds, micros = await _script(redis, "now")(keys=[pipeline.stream])
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def schedule_marks(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> dict[str, int | None]:
@@ -268,7 +272,7 @@ async def queue_state(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, An
         pipe.xlen(pipeline.stream)
         pipe.xlen(pipeline.dlq)
         pipe.zcard(pipeline.delayed)
-        pipe.time()
+        pipe.eval(_script_source("now"), 1, pipeline.stream)  # TIME has no key: a cluster cannot route it
         groups, pending, length, dlq, delayed, (seconds, micros) = await pipe.execute(raise_on_error=False)
     group = None if isinstance(groups, Exception) else next(
         (g for g in groups if g["name"] in (pipeline.group, pipeline.group.encode())), None)
@@ -276,7 +280,7 @@ async def queue_state(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, An
         return {"group": False, "queued": 0 if isinstance(length, Exception) else int(length), "pending": 0,
                 "oldest_pending_age": 0.0, "delayed": int(delayed), "dlq": int(dlq)}
     oldest = pending.get("min")
-    age = max(0.0, seconds + micros / 1e6 - entry_millis(oldest.decode()) / 1000) if oldest else 0.0
+    age = max(0.0, int(seconds) + int(micros) / 1e6 - entry_millis(oldest.decode()) / 1000) if oldest else 0.0
     lag = group.get("lag")
     return {"group": True, "queued": None if lag is None else int(lag), "pending": int(pending["pending"]),
             "oldest_pending_age": age, "delayed": int(delayed), "dlq": int(dlq)}

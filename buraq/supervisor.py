@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, multiprocess
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from buraq import __version__, connection, web
 from buraq.backoff import pause_after
@@ -129,7 +131,7 @@ async def supervise(paths: Sequence[str], pipelines: list[Pipeline], registry: R
             loop.add_signal_handler(sig, supervisor.on_signal, sig)
         pipelines = list(pipelines)  # shared with the listener; a reload updates it in place
         loop.add_signal_handler(signal.SIGHUP, supervisor.reload, lambda: checked_pipelines(paths, registry), pipelines)
-        redis = connection.client(options.redis_url)
+        redis = await _gauge_client(options.redis_url)
         listener = None
         try:
             if options.listen is not None:
@@ -146,3 +148,14 @@ async def supervise(paths: Sequence[str], pipelines: list[Pipeline], registry: R
             if listener is not None:
                 listener.close()
             await redis.aclose()
+
+
+async def _gauge_client(url: str) -> Redis | RedisCluster:
+    """The supervisor only reads gauges: it asks once whether Redis is a cluster, and never waits for it.
+
+    Redis not up yet gives a single-node client (a ``redis+cluster://`` URL still gives a cluster one).
+    """
+    try:
+        return await connection.connect(url, give_up_after=0)
+    except connection.REDIS_TROUBLE:
+        return connection.client(url)

@@ -36,6 +36,8 @@ def test_sigkill_every_few_seconds_during_10000_tasks_across_two_processes(proje
 
     start(0, 0)
     start(1, 0)
+    for _, server in workers.values():
+        server.wait_ready()  # on a loaded machine a start can take longer than the first 3 s pause
     crashes: list[dict[str, object]] = []
     deadline = time.monotonic() + 240
     generation = 0
