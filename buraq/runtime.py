@@ -22,7 +22,9 @@ from redis.asyncio import Redis
 
 from buraq.config import Pipeline
 from buraq import __version__, connection, streams
+from buraq.chaining import Chain
 from buraq.engine import Observers, PipelineWorker
+from buraq.limits import DispatchGate
 from buraq.errors import BuraqError
 from buraq.gauges import PipelineGauges
 from buraq.execution import HandlerRunner
@@ -60,7 +62,9 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
     observers = Observers([observer for observer, _ in registry.observers])
     workers = [
         PipelineWorker(p, HandlerRunner(p, registry.handler(p.handler), threads, processes.get(p.name)),
-                       registry.codec(p.codec), redis, consumer, observers)
+                       registry.codec(p.codec), redis, consumer, observers,
+                       chain=Chain.build(p, pipelines, registry.codec, redis),
+                       gate=DispatchGate.build(redis, p, consumer))
         for p in pipelines
     ]
     stop = asyncio.Event()
