@@ -158,7 +158,7 @@ class PipelineWorker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            permits: list[str | None] | None = None
+            permits: list[str] | None = None
             try:
                 if self._gate is not None:
                     permits = await self._gate.acquire(free, self._stopping)
@@ -179,13 +179,13 @@ class PipelineWorker:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self._recreate_group()
                 continue
+            if permits is not None and len(entries) < len(permits):
+                await self._gate.release(permits[len(entries):])  # type: ignore[union-attr]
             if history:
                 if not entries:
                     return
                 cursor = entries[-1][0]
             self.idle = not entries and not self._running and not self._delayed_waiting
-            if permits is not None:
-                await self._gate.release(permits[len(entries):])  # type: ignore[union-attr]
             for index, (entry_id, fields) in enumerate(entries):
                 self._dispatch(entry_id, fields, counts.get(entry_id, 1), permits[index] if permits else None)
 
@@ -232,7 +232,7 @@ class PipelineWorker:
 
     async def _gated(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
                      permit: str | None) -> None:
-        """Process under the shared limits; an entry taken over (read without a permit) waits for one here."""
+        """Process under the shared limits; an entry taken over (None: not read through the gate) waits here."""
         gate = self._gate
         assert gate is not None
         if permit is None:

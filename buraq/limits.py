@@ -46,12 +46,12 @@ class DispatchGate:
             return None
         return cls(redis, pipeline, consumer)
 
-    async def acquire(self, wanted: int, stopping: asyncio.Event) -> list[str | None]:
+    async def acquire(self, wanted: int, stopping: asyncio.Event) -> list[str]:
         """Wait until at least one start is allowed; return one permit per allowed start ([] once stopping).
 
-        A permit is the name of a concurrency permit, or None for a pipeline without `concurrency`.
+        A permit is the name of a concurrency permit, or "" for a pipeline without `concurrency`.
         """
-        permits: list[str | None] = [None] * wanted
+        permits = [""] * wanted
         if self._pipeline.concurrency is not None:
             permits = list(await self._take_permits(wanted, stopping))
             if not permits:
@@ -68,9 +68,9 @@ class DispatchGate:
         await self.release(permits[1:])  # the rate limit grants one start at a time
         return permits[:1]
 
-    async def release(self, permits: list[str | None]) -> None:
+    async def release(self, permits: list[str]) -> None:
         """Give permits back (a task ended, or a read found fewer entries than it had permits for)."""
-        names = [name for name in permits if name is not None]
+        names = [name for name in permits if name]
         if not names:
             return
         self.held.difference_update(names)
