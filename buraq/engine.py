@@ -27,7 +27,7 @@ from buraq.config import Pipeline, payload_checker
 from buraq.execution import HandlerRunner
 from buraq.failures import is_rejection
 from buraq.leases import Leases, TakenEntry
-from buraq.limits import DispatchGate
+from buraq.limits import Admission, DispatchGate
 from buraq.task import Task
 
 log = logging.getLogger("buraq.engine")
@@ -158,20 +158,20 @@ class PipelineWorker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            permits: list[str] | None = None
+            admitted: list[Admission] | None = None
             try:
                 if self._gate is not None:
-                    permits = await self._gate.acquire(free, self._stopping)
-                    if not permits:
+                    admitted = await self._gate.acquire(free, self._stopping)
+                    if not admitted:
                         continue
-                    free = len(permits)
+                    free = len(admitted)
                 entries = await streams.read(self._redis, self.pipeline, self._consumer, free, READ_BLOCK_MS, cursor)
                 counts = await streams.deliveries(self._redis, self.pipeline,
                                                   [entry_id for entry_id, _ in entries]) if history else {}
                 failures = 0
             except (RedisError, OSError) as exc:
-                if permits:
-                    await self._gate.release(permits)  # type: ignore[union-attr]
+                if admitted:
+                    await self._gate.release([a.permit for a in admitted])  # type: ignore[union-attr]
                 failures += 1
                 delay = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
@@ -179,24 +179,24 @@ class PipelineWorker:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self._recreate_group()
                 continue
-            if permits is not None and len(entries) < len(permits):
-                await self._gate.release(permits[len(entries):])  # type: ignore[union-attr]
+            if admitted is not None and len(entries) < len(admitted):  # (unused rate slots are not given back)
+                await self._gate.release([a.permit for a in admitted[len(entries):]])  # type: ignore[union-attr]
             if history:
                 if not entries:
                     return
                 cursor = entries[-1][0]
             self.idle = not entries and not self._running and not self._delayed_waiting
             for index, (entry_id, fields) in enumerate(entries):
-                self._dispatch(entry_id, fields, counts.get(entry_id, 1), permits[index] if permits else None)
+                self._dispatch(entry_id, fields, counts.get(entry_id, 1), admitted[index] if admitted else None)
 
     def _dispatch(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
-                  permit: str | None = None) -> None:
+                  admission: Admission | None = None) -> None:
         if entry_id in self._running:
             return  # already running here: the history walk and a reclaim pass can both hand it over
         if self._gate is None:
             task = asyncio.create_task(self._process(entry_id, fields, deliveries))
         else:
-            task = asyncio.create_task(self._gated(entry_id, fields, deliveries, permit))
+            task = asyncio.create_task(self._gated(entry_id, fields, deliveries, admission))
         self._running[entry_id] = task
         task.add_done_callback(lambda done, key=entry_id: self._finished(key, done))
 
@@ -231,19 +231,20 @@ class PipelineWorker:
             pass
 
     async def _gated(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
-                     permit: str | None) -> None:
+                     admission: Admission | None) -> None:
         """Process under the shared limits; an entry taken over (None: not read through the gate) waits here."""
         gate = self._gate
         assert gate is not None
-        if permit is None:
+        if admission is None:
             granted = await gate.acquire(1, self._stopping)
             if not granted:
                 return  # stopping: it stays pending, and is taken over once this worker has left
-            permit = granted[0]
+            admission = granted[0]
         try:
+            await admission.wait_turn()
             await self._process(entry_id, fields, deliveries)
         finally:
-            await gate.release([permit])
+            await gate.release([admission.permit])
 
     async def _process(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
         pipeline = self.pipeline

@@ -4,7 +4,8 @@ Both are checked in Redis, under the pipeline's hash tag, before a worker reads:
 entries it may not start yet stay unread in the stream, where any worker can
 take them once allowed, and nothing is held past its lease. The rate limit is
 GCRA by Redis's clock, paced evenly (one start every ``per / tasks``), so any
-window of ``per`` sees at most ``tasks`` + 1 starts. Concurrency permits are
+window of ``per`` sees at most ``tasks`` + 1 starts; one call hands out the slots
+of the next ``LOOK_AHEAD`` seconds, and each task waits in the worker for its own. Concurrency permits are
 members of a sorted set scored by expiry; the holder pushes the expiry a lease
 ahead every fifth of a lease, as its heartbeat does, so a dead worker's permits
 come back when its lease runs out (when its entries are taken over, too).
@@ -16,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import random
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,6 +29,22 @@ log = logging.getLogger("buraq.limits")
 
 # How often a worker asks again for a permit while the cap is full (with jitter, so workers do not align).
 PERMIT_POLL = 0.05
+# How far ahead one rate-limit call may hand out start slots: fewer round trips at high rates,
+# and an entry read early waits at most this long in the worker (far below any lease).
+LOOK_AHEAD = 0.05
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Leave to start one task: its concurrency permit ("" without `concurrency`) and its rate slot."""
+
+    permit: str
+    not_before: float = 0.0  # event-loop time of its rate-limit slot
+
+    async def wait_turn(self) -> None:
+        delay = self.not_before - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 class DispatchGate:
@@ -46,27 +64,24 @@ class DispatchGate:
             return None
         return cls(redis, pipeline, consumer)
 
-    async def acquire(self, wanted: int, stopping: asyncio.Event) -> list[str]:
-        """Wait until at least one start is allowed; return one permit per allowed start ([] once stopping).
-
-        A permit is the name of a concurrency permit, or "" for a pipeline without `concurrency`.
-        """
+    async def acquire(self, wanted: int, stopping: asyncio.Event) -> list[Admission]:
+        """Wait until at least one start is allowed; return one Admission per allowed start ([] once stopping)."""
         permits = [""] * wanted
         if self._pipeline.concurrency is not None:
             permits = list(await self._take_permits(wanted, stopping))
             if not permits:
                 return []
         if self._pipeline.rate_limit is None:
-            return permits
+            return [Admission(permit) for permit in permits]
         try:
-            if not await self._take_rate(stopping):
-                await self.release(permits)
-                return []
+            slots, first = await self._take_rate(len(permits), stopping)
         except BaseException:
             await self.release(permits)
             raise
-        await self.release(permits[1:])  # the rate limit grants one start at a time
-        return permits[:1]
+        await self.release(permits[slots:])
+        tasks, per = self._pipeline.rate_limit
+        start = asyncio.get_running_loop().time() + first
+        return [Admission(permit, start + index * per / tasks) for index, permit in enumerate(permits[:slots])]
 
     async def release(self, permits: list[str]) -> None:
         """Give permits back (a task ended, or a read found fewer entries than it had permits for)."""
@@ -105,13 +120,14 @@ class DispatchGate:
             await _sleep_unless(stopping, PERMIT_POLL * random.uniform(0.5, 1.5))
         return []
 
-    async def _take_rate(self, stopping: asyncio.Event) -> bool:
+    async def _take_rate(self, wanted: int, stopping: asyncio.Event) -> tuple[int, float]:
+        """(slots, seconds until the first); (0, 0) once stopping."""
         while not stopping.is_set():
-            wait = await streams.rate_take(self._redis, self._pipeline)
-            if wait <= 0:
-                return True
-            await _sleep_unless(stopping, wait)
-        return False
+            slots, seconds = await streams.rate_take(self._redis, self._pipeline, wanted, LOOK_AHEAD)
+            if slots:
+                return slots, seconds
+            await _sleep_unless(stopping, seconds)
+        return 0, 0.0
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:

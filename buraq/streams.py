@@ -352,12 +352,17 @@ def _once_args(window: float, fields: Mapping[bytes, bytes]) -> list[Any]:
     return args
 
 
-async def rate_take(redis: aioredis.Redis, pipeline: Pipeline) -> float:
-    """Take one start from the pipeline's rate limit: 0 when granted, else seconds to wait first."""
+async def rate_take(redis: aioredis.Redis, pipeline: Pipeline, wanted: int,
+                    look_ahead: float) -> tuple[int, float]:
+    """Take up to ``wanted`` start slots, one ``per / tasks`` apart, the first at most ``look_ahead`` s away.
+
+    Returns (slots, seconds until the first slot); with 0 slots, the seconds to wait before asking again.
+    """
     assert pipeline.rate_limit is not None
     tasks, per = pipeline.rate_limit
-    wait_us = await _script(redis, "rate_take")(keys=[pipeline.rate_key], args=[max(1, round(per * 1e6 / tasks))])
-    return int(wait_us) / 1e6
+    slots, micros = await _script(redis, "rate_take")(
+        keys=[pipeline.rate_key], args=[max(1, round(per * 1e6 / tasks)), wanted, round(look_ahead * 1e6)])
+    return int(slots), int(micros) / 1e6
 
 
 async def permits_take(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> list[str]:
