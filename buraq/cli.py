@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--delay", help="start no sooner than this from now, by Redis's clock (30s, 10m, 1h)")
     when.add_argument("--at", help="start no sooner than this time, ISO 8601 with a zone (2026-12-01T09:00:00Z)")
+    when.add_argument("--key", help="idempotency key: within the pipeline's dedup.window a repeat prints the first "
+                                    "task's id and adds nothing (one payload only)")
     _add_pipelines(enqueue)
     _add_redis(enqueue)
     enqueue.set_defaults(run=_enqueue)
@@ -272,8 +274,13 @@ def _enqueue(args: argparse.Namespace) -> int:
     delay = _duration_option("--delay", args.delay) if args.delay is not None else None
     at = _parse_time(args.at) if args.at is not None else None
 
+    if args.key is not None and len(payloads) != 1:
+        raise BuraqError(f"--key takes exactly one payload, got {len(payloads)}")
+
     async def run(url: str) -> list[str]:
         async with AsyncClient(url, pipelines) as client:
+            if args.key is not None:
+                return [await client.enqueue(pipeline.name, payloads[0], key=args.key)]
             if delay is not None or at is not None:
                 return await client.enqueue_many(pipeline.name, payloads, delay=delay, at=at)
             if len(payloads) == 1:

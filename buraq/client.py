@@ -12,7 +12,7 @@ import contextlib
 import os
 import uuid
 from datetime import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -47,16 +47,23 @@ class AsyncClient:
         await self.close()
 
     async def enqueue(self, pipeline: str, payload: Any, *, delay: float | None = None,
-                      at: datetime | float | None = None) -> str:
+                      at: datetime | float | None = None, key: str | None = None) -> str:
         """Add one task; return its id, which the handler sees as ``task.id``.
 
         With ``delay`` (seconds, measured by Redis's clock) or ``at`` (an aware datetime, or
         seconds since the epoch) the task waits in the pipeline's delayed set and never starts
         before then. Its id is then generated here; otherwise it is the stream entry id.
+        With ``key``, a second enqueue of the same key within the pipeline's ``dedup.window``
+        adds nothing and returns the first task's id: safe to repeat after a timeout.
         """
         target = self.pipeline(pipeline)
         at_seconds = _check_when(delay, at)
+        _check_keys([key], delay, at)
         data = self._encode(target, payload)
+        if key is not None:
+            _, task_id = await streams.enqueue_once(await self._connection(), target.stream, target.dedup_key(key),
+                                                    target.dedup_window, wire.first_delivery_fields(data))
+            return task_id
         if delay is None and at is None:
             return await streams.add(await self._connection(), target.stream, wire.first_delivery_fields(data))
         return await self._park(target, data, delay, at_seconds)
@@ -68,15 +75,32 @@ class AsyncClient:
         return task_id
 
     async def enqueue_many(self, pipeline: str, payloads: Iterable[Any], *, delay: float | None = None,
-                           at: datetime | float | None = None) -> list[str]:
-        """Add many tasks (pipelined in batches); return their ids in order. All are checked before any is sent."""
+                           at: datetime | float | None = None, keys: Sequence[str | None] | None = None) -> list[str]:
+        """Add many tasks (pipelined in batches); return their ids in order. All are checked before any is sent.
+
+        ``keys``, one per payload (None for a payload without one), de-duplicates as ``enqueue(key=)`` does.
+        """
         target = self.pipeline(pipeline)
         at_seconds = _check_when(delay, at)
         encoded = [self._encode(target, payload) for payload in payloads]
+        if keys is not None:
+            _check_keys(keys, delay, at)
+            if len(keys) != len(encoded):
+                raise TaskRejected(f"keys has {len(keys)} items for {len(encoded)} payloads")
+            return await self._enqueue_keyed(target, encoded, keys)
         if delay is None and at is None:
             return await streams.add_many(await self._connection(), target.stream,
                                           [wire.first_delivery_fields(data) for data in encoded])
         return [await self._park(target, data, delay, at_seconds) for data in encoded]
+
+    async def _enqueue_keyed(self, target: Pipeline, encoded: list[bytes], keys: Sequence[str | None]) -> list[str]:
+        redis = await self._connection()
+        plain = [data for data, key in zip(encoded, keys) if key is None]
+        plain_ids = iter(await streams.add_many(redis, target.stream, [wire.first_delivery_fields(d) for d in plain]))
+        keyed = [(target.dedup_key(key), wire.first_delivery_fields(data))
+                 for data, key in zip(encoded, keys) if key is not None]
+        keyed_ids = iter(await streams.enqueue_once_many(redis, target.stream, target.dedup_window, keyed))
+        return [next(plain_ids) if key is None else next(keyed_ids) for key in keys]
 
     def pipeline(self, name: str) -> Pipeline:
         """The definition of pipeline ``name`` (loaded once from the pipeline files)."""
@@ -102,20 +126,8 @@ class AsyncClient:
     def _encode(self, pipeline: Pipeline, payload: Any) -> bytes:
         if pipeline.name not in self._checkers:
             self._checkers[pipeline.name] = payload_checker(pipeline)
-        check = self._checkers[pipeline.name]
-        if check is not None:
-            try:
-                check(payload)
-            except ValueError as exc:
-                raise TaskRejected(f"{pipeline.name}: {exc}") from None
-        try:
-            data = self._codec_for(pipeline).encode(payload)
-        except (TypeError, ValueError) as exc:
-            raise TaskRejected(f"payload for {pipeline.name!r} is not JSON-serialisable: {exc}") from None
-        if len(data) > pipeline.max_payload:
-            raise TaskRejected(f"payload for {pipeline.name!r} is {len(data)} bytes; "
-                               f"the pipeline's max_payload is {pipeline.max_payload}")
-        return data
+        return wire.encode_payload(pipeline.name, self._codec_for(pipeline), pipeline.max_payload,
+                                   self._checkers[pipeline.name], payload)
 
     async def _connection(self) -> aioredis.Redis:
         if self._redis is None:
@@ -140,6 +152,15 @@ def _check_when(delay: float | None, at: datetime | float | None) -> float | Non
     return None if at is None else float(at)
 
 
+def _check_keys(keys: Sequence[str | None], delay: float | None, at: datetime | float | None) -> None:
+    given = [key for key in keys if key is not None]
+    if given and (delay is not None or at is not None):
+        raise TaskRejected("key cannot be combined with delay or at (a keyed task is enqueued at once)")
+    for key in given:
+        if not isinstance(key, str) or not key:
+            raise TaskRejected(f"a dedup key is a non-empty string, not {key!r}")
+
+
 class Client:
     """The synchronous face of AsyncClient, for scripts and web apps that are not asyncio.
 
@@ -160,12 +181,13 @@ class Client:
         self.close()
 
     def enqueue(self, pipeline: str, payload: Any, *, delay: float | None = None,
-                at: datetime | float | None = None) -> str:
-        return self._loop.run_until_complete(self._client.enqueue(pipeline, payload, delay=delay, at=at))
+                at: datetime | float | None = None, key: str | None = None) -> str:
+        return self._loop.run_until_complete(self._client.enqueue(pipeline, payload, delay=delay, at=at, key=key))
 
     def enqueue_many(self, pipeline: str, payloads: Iterable[Any], *, delay: float | None = None,
-                     at: datetime | float | None = None) -> list[str]:
-        return self._loop.run_until_complete(self._client.enqueue_many(pipeline, payloads, delay=delay, at=at))
+                     at: datetime | float | None = None, keys: Sequence[str | None] | None = None) -> list[str]:
+        return self._loop.run_until_complete(self._client.enqueue_many(pipeline, payloads, delay=delay, at=at,
+                                                                       keys=keys))
 
     def pipeline(self, name: str) -> Pipeline:
         return self._client.pipeline(name)

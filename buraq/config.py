@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jsonschema
 from croniter import croniter
 
-from buraq import keys
+from buraq import keys, outputs
 from buraq.durations import parse_duration
 from buraq.schedules import Schedule, default_name, never_fires
 from buraq.errors import ConfigError, ConfigProblem, UnknownPipeline
@@ -31,6 +31,7 @@ from buraq.yamlfile import YamlDocument, load_documents
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 DEFAULT_LEASE = 15.0
+DEFAULT_DEDUP_WINDOW = 24 * 3600.0
 # A lease shorter than this would have workers heartbeat more often than is sane.
 MIN_LEASE = 0.5
 
@@ -67,6 +68,10 @@ class Pipeline:
     options: Mapping[str, Any] = field(default_factory=dict)
     payload_schema: Mapping[str, Any] | None = None
     schedule: tuple[Schedule, ...] = ()
+    output: tuple[str, ...] = ()
+    dedup_window: float = DEFAULT_DEDUP_WINDOW
+    rate_limit: tuple[int, float] | None = None  # (tasks, per seconds)
+    concurrency: int | None = None
     description: str = ""
     source: str = ""
     # FILE:LINE of the keys later checks may complain about (name, handler, stream, ...).
@@ -93,6 +98,24 @@ class Pipeline:
     def overlap_marker(self, schedule: str) -> str:
         """Set while a tick's task of an `overlap: skip` schedule has not ended."""
         return keys.sibling(self.stream, f"running:{schedule}")
+
+    def dedup_key(self, key: str) -> str:
+        """Remembers which task an enqueue key produced, for ``dedup.window``."""
+        return keys.sibling(self.stream, f"dedup:{key}")
+
+    def forward_key(self, parent: str) -> str:
+        """Remembers the task a parent (``SOURCE/TASK_ID``) forwarded here, so a redelivery adds none."""
+        return keys.sibling(self.stream, f"forwarded:{parent}")
+
+    @property
+    def rate_key(self) -> str:
+        """The rate limiter's state: the theoretical arrival time (ms) of the next start."""
+        return keys.sibling(self.stream, "rate")
+
+    @property
+    def permits(self) -> str:
+        """Sorted set of concurrency permits held, scored by their expiry (ms, Redis time)."""
+        return keys.sibling(self.stream, "permits")
 
     @property
     def group(self) -> str:
@@ -284,12 +307,22 @@ def _build(document: YamlDocument, prefix: tuple[Any, ...], raw: dict[str, Any],
                     *exc.absolute_path)
     schedules = tuple(_schedules(raw.get("schedule", []), problem, duration))
     line = document.line_of(prefix)
-    locations = {key: at(key) for key in ("name", "handler", "stream", "dlq", "codec") if key in raw}
+    locations = {key: at(key) for key in ("name", "handler", "stream", "dlq", "codec", "output") if key in raw}
+    output = raw.get("output", ())
+    output = (output,) if isinstance(output, str) else tuple(output)
+    limit = raw.get("rate_limit")
+    rate = (int(limit["tasks"]), duration(limit["per"], ("rate_limit", "per"))) if limit else None
+    if rate is not None and rate[1] <= 0:
+        problem("rate_limit.per must be longer than 0", "rate_limit", "per")
+    window = duration(raw.get("dedup", {}).get("window", DEFAULT_DEDUP_WINDOW), ("dedup", "window"))
+    if window < 0.001:
+        problem("dedup.window must be at least 1ms", "dedup", "window")
     built = Pipeline(
         name=name, handler=raw["handler"], stream=stream, dlq=dlq, pool=int(raw.get("pool", 10)),
         codec=raw.get("codec", "json"),
         timeout=timeout or None, lease=lease, executor=raw.get("executor", "thread"), max_payload=int(raw.get("max_payload", DEFAULT_MAX_PAYLOAD)), retry=policy,
         options=raw.get("options", {}), payload_schema=payload_schema, schedule=schedules,
+        output=output, dedup_window=window, rate_limit=rate, concurrency=raw.get("concurrency"),
         description=raw.get("description", ""),
         source=f"{document.path}:{line}" if line else document.path, locations=locations,
     )
@@ -382,6 +415,8 @@ def _cross_checks(pipelines: list[Pipeline], handlers: Container[str] | None,
                 problems.append(_problem_at(where, f"pipeline {pipeline.name!r} uses {key!r} as its {role}, which "
                                                   f"pipeline {other.name!r} ({other.source}) uses too"))
                 break  # the other keys follow from the same mistake
+    for location, message in outputs.problems(pipelines):
+        problems.append(_problem_at(location, message))
     return problems
 
 

@@ -22,10 +22,12 @@ from redis.exceptions import ResponseError
 from buraq import connection, streams, wire
 from buraq.acks import AckBatcher
 from buraq.backoff import pause_after, retry_delay
+from buraq.chaining import Chain
 from buraq.config import Pipeline, payload_checker
 from buraq.execution import HandlerRunner
 from buraq.failures import is_rejection
 from buraq.leases import Leases, TakenEntry
+from buraq.limits import Admission, DispatchGate
 from buraq.task import Task
 
 log = logging.getLogger("buraq.engine")
@@ -61,13 +63,17 @@ class PipelineWorker:
     """Runs one pipeline's tasks in this process, at most ``pipeline.pool`` at a time."""
 
     def __init__(self, pipeline: Pipeline, runner: HandlerRunner, codec: Any, redis: aioredis.Redis,
-                 consumer: str, observers: Observers) -> None:
+                 consumer: str, observers: Observers, chain: Chain | None = None,
+                 gate: DispatchGate | None = None) -> None:
         self.pipeline = pipeline
         self._runner = runner
         self._codec = codec
         self._redis = redis
         self._consumer = consumer
         self._observers = observers
+        self._chain = chain  # forwards results to `output:` targets before the ack
+        self._gate = gate  # shared `rate_limit` / `concurrency`, checked before each read
+        self._permit_refresher: asyncio.Task[None] | None = None
         self._check_payload = payload_checker(pipeline)
         self._acks = AckBatcher(redis, pipeline)
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -95,6 +101,8 @@ class PipelineWorker:
         await streams.ensure_group(self._redis, self.pipeline)
         await self._leases.beat()  # alive before owning anything
         self._heartbeat = asyncio.create_task(self._leases.heartbeat_forever(), name=f"heartbeat:{self.pipeline.name}")
+        if self._gate is not None:  # like the heartbeat, it goes on while draining
+            self._permit_refresher = asyncio.create_task(self._gate.refresh_forever(), name=f"permits:{self.pipeline.name}")
         promoter = asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}")
         reclaimer = asyncio.create_task(self._leases.reclaim_until(self._stopping), name=f"reclaim:{self.pipeline.name}")
         try:
@@ -127,9 +135,10 @@ class PipelineWorker:
 
     async def leave(self) -> None:
         """Stop heartbeating and tell the group this consumer is gone, so leftovers are taken over at once."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        for beating in (self._heartbeat, self._permit_refresher):
+            if beating is not None:
+                beating.cancel()
+                await asyncio.gather(beating, return_exceptions=True)
         try:
             await asyncio.wait_for(self._leases.leave(), 5.0)
         except (*connection.REDIS_TROUBLE, asyncio.TimeoutError) as exc:
@@ -149,12 +158,20 @@ class PipelineWorker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            admitted: list[Admission] | None = None
             try:
+                if self._gate is not None:
+                    admitted = await self._gate.acquire(free, self._stopping)
+                    if not admitted:
+                        continue
+                    free = len(admitted)
                 entries = await streams.read(self._redis, self.pipeline, self._consumer, free, READ_BLOCK_MS, cursor)
                 counts = await streams.deliveries(self._redis, self.pipeline,
                                                   [entry_id for entry_id, _ in entries]) if history else {}
                 failures = 0
             except connection.REDIS_TROUBLE as exc:
+                if admitted:
+                    await self._gate.release([a.permit for a in admitted])  # type: ignore[union-attr]
                 failures += 1
                 delay = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
@@ -162,18 +179,24 @@ class PipelineWorker:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self._recreate_group()
                 continue
+            if admitted is not None and len(entries) < len(admitted):  # (unused rate slots are not given back)
+                await self._gate.release([a.permit for a in admitted[len(entries):]])  # type: ignore[union-attr]
             if history:
                 if not entries:
                     return
                 cursor = entries[-1][0]
             self.idle = not entries and not self._running and not self._delayed_waiting
-            for entry_id, fields in entries:
-                self._dispatch(entry_id, fields, counts.get(entry_id, 1))
+            for index, (entry_id, fields) in enumerate(entries):
+                self._dispatch(entry_id, fields, counts.get(entry_id, 1), admitted[index] if admitted else None)
 
-    def _dispatch(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
+    def _dispatch(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
+                  admission: Admission | None = None) -> None:
         if entry_id in self._running:
             return  # already running here: the history walk and a reclaim pass can both hand it over
-        task = asyncio.create_task(self._process(entry_id, fields, deliveries))
+        if self._gate is None:
+            task = asyncio.create_task(self._process(entry_id, fields, deliveries))
+        else:
+            task = asyncio.create_task(self._gated(entry_id, fields, deliveries, admission))
         self._running[entry_id] = task
         task.add_done_callback(lambda done, key=entry_id: self._finished(key, done))
 
@@ -207,6 +230,22 @@ class PipelineWorker:
         except asyncio.TimeoutError:
             pass
 
+    async def _gated(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
+                     admission: Admission | None) -> None:
+        """Process under the shared limits; an entry taken over (None: not read through the gate) waits here."""
+        gate = self._gate
+        assert gate is not None
+        if admission is None:
+            granted = await gate.acquire(1, self._stopping)
+            if not granted:
+                return  # stopping: it stays pending, and is taken over once this worker has left
+            admission = granted[0]
+        try:
+            await admission.wait_turn()
+            await self._process(entry_id, fields, deliveries)
+        finally:
+            await gate.release([admission.permit])
+
     async def _process(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int) -> None:
         pipeline = self.pipeline
         if fields is None:  # trimmed or deleted while pending: nothing left to run or to keep
@@ -228,7 +267,9 @@ class PipelineWorker:
         self._observers.emit("task_started", task)
         started = time.perf_counter()
         try:
-            await self._runner(task)
+            result = await self._runner(task)
+            if self._chain is not None:  # forwarded before the ack below: never an ack without the forward
+                await self._chain.forward(task, result)
         except Exception as error:
             await self._failed(task, error, time.perf_counter() - started, fields)
         else:

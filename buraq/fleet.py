@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from buraq.chaining import Chain
 from buraq.config import Pipeline
 from buraq.engine import Observers, PipelineWorker
 from buraq.execution import HandlerRunner
+from buraq.limits import DispatchGate
 from buraq.plugins import Registry
 from buraq.process_pool import ProcessPool
 
@@ -68,8 +70,8 @@ class Fleet:
     def workers(self) -> list[PipelineWorker]:
         return [member.worker for member in self.members.values()]
 
-    def start(self, pipeline: Pipeline, consumer: str | None = None) -> None:
-        """Build the pipeline's worker and executor and start reading."""
+    def start(self, pipeline: Pipeline, everyone: Sequence[Pipeline], consumer: str | None = None) -> None:
+        """Build the pipeline's worker and executor and start reading (``everyone``: its possible outputs)."""
         handler = self._registry.handler(pipeline.handler)
         threads = processes = None
         if not handler.is_async and pipeline.executor == "process":
@@ -79,9 +81,12 @@ class Fleet:
         elif pipeline.executor == "process":
             log.warning("%s: executor: process applies to plain def handlers; %s is async and runs on the "
                         "event loop", pipeline.name, pipeline.handler)
+        redis = self._require_redis()
+        consumer = consumer or self._consumer
         worker = PipelineWorker(pipeline, HandlerRunner(pipeline, handler, threads, processes),
-                                self._registry.codec(pipeline.codec), self._require_redis(), consumer or self._consumer,
-                                self._observers)
+                                self._registry.codec(pipeline.codec), redis, consumer, self._observers,
+                                chain=Chain.build(pipeline, everyone, self._registry.codec, redis),
+                                gate=DispatchGate.build(redis, pipeline, consumer))
         run = asyncio.create_task(worker.run(), name=f"read:{pipeline.name}")
         run.add_done_callback(self._reader_ended)
         self.members[pipeline.name] = Member(worker, run, threads, processes)
@@ -103,7 +108,7 @@ class Fleet:
                           removed=[n for n in self.members if n not in wanted],
                           changed=[n for n in wanted if n in self.members and self.members[n].worker.pipeline != wanted[n]])
         for name in changes.added:
-            self.start(wanted[name])
+            self.start(wanted[name], pipelines)
         retiring = [self._retire(name, grace) for name in changes.removed + changes.changed]
         leftovers = dict(zip(changes.removed + changes.changed, await asyncio.gather(*retiring)))
         for name in changes.changed:
@@ -115,7 +120,7 @@ class Fleet:
                 consumer = f"{self._consumer}~{self._generation}"
                 log.warning("%s: %d task(s) under the old settings outlived the grace period; the new settings "
                             "start as consumer %s", name, leftovers[name], consumer)
-            self.start(wanted[name], consumer)
+            self.start(wanted[name], pipelines, consumer)
         return changes
 
     async def _retire(self, name: str, grace: float) -> int:

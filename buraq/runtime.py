@@ -76,7 +76,7 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
         log.info("serving %d pipeline(s) as consumer %s on %s: %s", len(current), consumer,
                  connection.redact(options.redis_url), ", ".join(p.name for p in current))
         for pipeline in current:
-            fleet.start(pipeline)
+            fleet.start(pipeline, current)
         reload.start_scheduler(Scheduler(redis, jobs), stop)
         background = [asyncio.create_task(_publish_slots(fleet), name="slots"),
                       asyncio.create_task(reload.run_forever(), name="reload")]

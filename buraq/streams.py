@@ -369,3 +369,62 @@ async def _entry_state(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str)
 
 def _glob_escape(text: bytes) -> bytes:
     return re.sub(rb"([*?\[\]\\])", rb"\\\1", text)
+
+
+async def enqueue_once(redis: aioredis.Redis, stream: str, dedup_key: str, window: float,
+                       fields: Mapping[bytes, bytes]) -> tuple[bool, str]:
+    """XADD unless ``dedup_key`` was set within ``window`` seconds; return (added, the task's entry id)."""
+    added, entry_id = await _script(redis, "enqueue_once")(keys=[stream, dedup_key], args=_once_args(window, fields))
+    return bool(added), entry_id.decode()
+
+
+async def enqueue_once_many(redis: aioredis.Redis, stream: str, window: float,
+                            entries: Sequence[tuple[str, Mapping[bytes, bytes]]]) -> list[str]:
+    """``enqueue_once`` for each (dedup key, fields), pipelined; the entry ids in order."""
+    script = _script(redis, "enqueue_once")
+    ids: list[str] = []
+    for start in range(0, len(entries), 500):
+        async with redis.pipeline(transaction=False) as pipe:
+            for dedup_key, fields in entries[start:start + 500]:
+                await script(keys=[stream, dedup_key], args=_once_args(window, fields), client=pipe)
+            ids.extend(entry_id.decode() for _, entry_id in await pipe.execute())
+    return ids
+
+
+def _once_args(window: float, fields: Mapping[bytes, bytes]) -> list[Any]:
+    args: list[Any] = [max(1, round(window * 1000))]
+    for key, value in fields.items():
+        args.extend((key, value))
+    return args
+
+
+async def rate_take(redis: aioredis.Redis, pipeline: Pipeline, wanted: int,
+                    look_ahead: float) -> tuple[int, float]:
+    """Take up to ``wanted`` start slots, one ``per / tasks`` apart, the first at most ``look_ahead`` s away.
+
+    Returns (slots, seconds until the first slot); with 0 slots, the seconds to wait before asking again.
+    """
+    assert pipeline.rate_limit is not None
+    tasks, per = pipeline.rate_limit
+    slots, micros = await _script(redis, "rate_take")(
+        keys=[pipeline.rate_key], args=[max(1, round(per * 1e6 / tasks)), wanted, round(look_ahead * 1e6)])
+    return int(slots), int(micros) / 1e6
+
+
+async def permits_take(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> list[str]:
+    """Take as many of the named concurrency permits as are free; return those granted."""
+    granted = await _script(redis, "permits_take")(
+        keys=[pipeline.permits], args=[pipeline.concurrency, int(pipeline.lease * 1000), *names])
+    return [name.decode() for name in granted]
+
+
+async def permits_refresh(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> list[str]:
+    """Extend held permits by a lease; return those that had expired already."""
+    lost = await _script(redis, "permits_refresh")(keys=[pipeline.permits],
+                                                   args=[int(pipeline.lease * 1000), *names])
+    return [name.decode() for name in lost]
+
+
+async def permits_release(redis: aioredis.Redis, pipeline: Pipeline, names: Sequence[str]) -> None:
+    if names:
+        await redis.zrem(pipeline.permits, *names)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from buraq.errors import TaskRejected
 from buraq.task import Task
 
 PAYLOAD = b"payload"
@@ -26,6 +27,7 @@ ATTEMPT = b"attempt"
 CRASHES = b"crashes"
 DUE = b"due"
 SCHEDULE = b"schedule"
+PARENT = b"parent"
 
 
 class Undecodable(Exception):
@@ -86,6 +88,23 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes], pipeline: str, codec
     return Task(id=task_id_text, payload=payload, attempt=attempt + redelivered, pipeline=pipeline, options=options,
                 entry_id=entry_id, enqueued_at=entry_time(entry_id), crashes=crashes + redelivered,
                 due_at=int(due) / 1000.0 if due and due.isdigit() else None)
+
+
+def encode_payload(pipeline: str, codec: Any, max_payload: int, check: Callable[[Any], None] | None,
+                   payload: Any) -> bytes:
+    """A payload as ``pipeline`` accepts it: schema-checked, encoded and within max_payload, or TaskRejected."""
+    if check is not None:
+        try:
+            check(payload)
+        except ValueError as exc:
+            raise TaskRejected(f"{pipeline}: {exc}") from None
+    try:
+        data = codec.encode(payload)
+    except (TypeError, ValueError) as exc:
+        raise TaskRejected(f"payload for {pipeline!r} cannot be encoded: {exc}") from None
+    if len(data) > max_payload:
+        raise TaskRejected(f"payload for {pipeline!r} is {len(data)} bytes; the pipeline's max_payload is {max_payload}")
+    return data
 
 
 def first_delivery_fields(encoded_payload: bytes, task_id: str | None = None) -> dict[bytes, bytes]:

@@ -202,7 +202,7 @@ def test_buraq_plugins_env_narrows_entry_point_plugins(venv: Venv, wheels: dict[
     assert {"myplug.hello", "jsonl.append"} <= set(two)
 
     none = listed(buraq(venv.python, "plugins", "--json", cwd=tmp_path, BURAQ_PLUGINS=""))
-    assert set(none) == {"builtin.noop", "builtin.log", "builtin.sleep"}  # built-ins always load
+    assert set(none) == {"builtin.noop", "builtin.log", "builtin.sleep", "builtin.merge"}  # built-ins always load
 
     broken = buraq(venv.python, "plugins", "--json", cwd=tmp_path, BURAQ_PLUGINS="myplug,brokenplug")
     assert broken.returncode == 1 and "brokenplug" in broken.stderr

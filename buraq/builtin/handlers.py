@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from buraq.failures import Reject
 from buraq.hookspecs import hookimpl
 from buraq.task import Task
 
@@ -33,8 +34,19 @@ async def sleep(task: Task) -> Any:
     return {"slept": seconds}
 
 
+async def merge(task: Task) -> dict[str, Any]:
+    """Return the payload (a mapping) with ``options.fields`` merged over it: a chain stage that tags or enriches."""
+    if not isinstance(task.payload, dict):
+        raise Reject(f"builtin.merge needs a mapping payload, got {type(task.payload).__name__}")
+    fields = task.options.get("fields", {})
+    if not isinstance(fields, dict):
+        raise Reject("builtin.merge: options.fields must be a mapping")
+    return {**task.payload, **fields}
+
+
 @hookimpl(trylast=True)
 def register_handlers(register: Callable[..., None]) -> None:
     register("builtin.noop", noop)
     register("builtin.log", log_task)
     register("builtin.sleep", sleep)
+    register("builtin.merge", merge)
