@@ -222,3 +222,41 @@ def test_the_example_pipelines_pass_their_cases(tmp_path) -> None:  # type: igno
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(" PASS\n") == 4
     assert not (tmp_path / "var").exists()  # the events cases wrote into the run's scratch folder
+
+
+def test_a_payload_breaking_payload_schema_is_dead_lettered_unrun(project: Project) -> None:
+    # The producer's checks are skipped on purpose, so the worker's own check can be tested.
+    project.plugin("handlers.py", HANDLERS)
+    double = project.pipeline("double", """\
+        handler: t.double
+        payload_schema: {type: object, required: [n], properties: {n: {type: number}}}
+    """)
+    cases(project, "double.yaml", f"""\
+        pipeline: {double}
+        cases:
+          - name: a string n never reaches the handler
+            input: {{n: "two"}}
+            outcome: dead
+            reason: schema
+            error_type: Undecodable
+            attempts: 1
+          - name: a number n does
+            input: {{n: 2}}
+            output: {{doubled: 4, pipeline: {double}, scale: null}}
+    """)
+    result = buraq_test(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "== 2 passed in " in result.stdout
+
+
+def test_more_option_sets_than_one_serve_batch_all_run(project: Project) -> None:
+    # Each distinct `options` is its own copy of the pipeline; one process serving dozens at once would
+    # run out of pooled Redis connections, so they are served in batches (runner.BATCH).
+    project.plugin("handlers.py", HANDLERS)
+    double = project.pipeline("double", "handler: t.double\n")
+    body = "".join(f"  - {{name: scale {n}, options: {{scale: {n}}}, input: {{n: {n}}}, "
+                   f"output: {{doubled: {2 * n}, pipeline: {double}, scale: {n}}}}}\n" for n in range(40))
+    cases(project, "double.yaml", f"pipeline: {double}\ncases:\n{body}")
+    result = buraq_test(project, "--timeout", "100s")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "== 40 passed in " in result.stdout

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from buraq.config import load_pipelines
+from buraq.config import Pipeline, load_pipelines
 from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
 from buraq.errors import BuraqError, ConfigError
@@ -58,7 +58,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser],
     test.set_defaults(run=_run_test)
 
 
-def _loaded(paths: list[str], plugins_dir: str) -> tuple[Registry, list]:  # type: ignore[type-arg]
+def _loaded(paths: list[str], plugins_dir: str) -> tuple[Registry, list[Pipeline]]:
+    """Plugins, then the pipelines checked against them: handler names, codecs and options schemas."""
     registry = load_plugins(plugins_dir)
     pipelines = load_pipelines(paths, handlers=registry.handlers, codecs=registry.codecs,
                                options_schemas=registry.options_schemas())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,9 @@ from buraq.plugins import Handler, Registry
 from buraq.runtime import ServeOptions, serve
 
 NO_WAIT = Backoff(initial=0.0, multiplier=1.0, max=0.0, jitter=0.0)
+# Pipelines per serve() call. Each worker may hold about five connections at once (a blocked read,
+# heartbeat, promote, reclaim, acks), and redis-py pools at most 100 per client by default.
+BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,13 @@ async def run_cases(cases: list[Case], pipelines: Mapping[str, Pipeline], regist
                     timeout: float) -> list[list[Result]]:
     """Enqueue every case's inputs, serve until all are idle (or ``timeout``), and say what became of each."""
     run = uuid.uuid4().hex[:12]
-    runs = [case_pipeline(pipelines[case.pipeline], case, f"buraq-test:{{{run}-{n}}}:tasks")
-            for n, case in enumerate(cases)]
+    variants: dict[tuple[str, str], Pipeline] = {}  # cases with the same pipeline and options share streams
+    runs = []
+    for case in cases:
+        key = (case.pipeline, json.dumps(case.options, sort_keys=True, default=repr))
+        if key not in variants:
+            variants[key] = case_pipeline(pipelines[case.pipeline], case, f"buraq-test:{{{run}-{len(variants)}}}:tasks")
+        runs.append(variants[key])
     ids = [[f"test-{run}-{n}-{i}" for i in range(len(case.inputs))] for n, case in enumerate(cases)]
     recorder = Recorder()
     used = {p.handler for p in runs}
@@ -95,17 +104,29 @@ async def run_cases(cases: list[Case], pipelines: Mapping[str, Pipeline], regist
     redis = connection.client(redis_url)
     try:
         unsendable = await _enqueue(redis, runs, cases, ids, registry)
-        options = ServeOptions(redis_url=redis_url, listen=None, grace=5.0, burst=True, consumer=f"buraq-test-{run}")
-        try:
-            await asyncio.wait_for(serve(runs, wrapped, options), timeout)
-        except asyncio.TimeoutError:
-            pass  # whatever did not end is reported as unfinished
-        dead = await _dead_letters(redis, runs)
+        await _serve_in_batches(list(variants.values()), wrapped, redis_url, f"buraq-test-{run}", timeout)
+        dead = await _dead_letters(redis, variants.values())
         return [[unsendable.get(task_id) or _result(task_id, recorder, dead) for task_id in case_ids]
                 for case_ids in ids]
     finally:
-        await _forget(redis, runs)
+        await _forget(redis, variants.values())
         await redis.aclose()
+
+
+async def _serve_in_batches(runs: list[Pipeline], registry: Registry, redis_url: str, consumer: str,
+                            timeout: float) -> None:
+    """``runtime.serve`` in burst mode, a few pipelines at a time: each worker holds several pooled connections."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    options = ServeOptions(redis_url=redis_url, listen=None, grace=5.0, burst=True, consumer=consumer)
+    for start in range(0, len(runs), BATCH):
+        left = deadline - loop.time()
+        if left <= 0:
+            return  # what did not run is reported as unfinished
+        try:
+            await asyncio.wait_for(serve(runs[start:start + BATCH], registry, options), left)
+        except asyncio.TimeoutError:
+            return
 
 
 async def _enqueue(redis: Redis, runs: list[Pipeline], cases: list[Case], ids: list[list[str]],
