@@ -170,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
         _add_pipelines(chosen)
         _add_redis(chosen)
         chosen.set_defaults(run=_dlq_replay if action == "replay" else _dlq_purge)
+
+    from buraq.authoring.commands import add_commands  # schema, echo, init, test
+
+    add_commands(command, _add_plugins_dir, _add_redis)
     return parser
 
 
@@ -203,7 +207,8 @@ def _serve(args: argparse.Namespace) -> int:
     from buraq.supervisor import SUPERVISED_ENV, supervise
 
     registry = load_plugins(args.plugins_dir)
-    pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
+    pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs,
+                               options_schemas=registry.options_schemas())
     if not pipelines:
         raise BuraqError(f"no pipelines found in {', '.join(args.paths)}")
     listen = _listen_address(args.listen)
@@ -259,7 +264,8 @@ def _listen_address(text: str) -> tuple[str, int] | None:
 
 def _validate(args: argparse.Namespace) -> int:
     registry = load_plugins(args.plugins_dir)
-    pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs)
+    pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs,
+                               options_schemas=registry.options_schemas())
     print(f"ok: {len(pipelines)} pipeline(s)", file=sys.stderr)
     return 0
 

@@ -34,6 +34,8 @@ DEFAULT_LEASE = 15.0
 DEFAULT_DEDUP_WINDOW = 24 * 3600.0
 # A lease shorter than this would have workers heartbeat more often than is sane.
 MIN_LEASE = 0.5
+# Folders of this name, below a pipelines folder, hold `buraq test` cases rather than pipelines.
+TESTS_FOLDER = "tests"
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,11 @@ def pipeline_schema() -> dict[str, Any]:
 
 
 def find_pipeline_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Every ``*.yaml`` / ``*.yml`` file named or found below the given paths, hidden ones skipped."""
+    """Every ``*.yaml`` / ``*.yml`` file named or found below the given paths.
+
+    Hidden files and folders are skipped, and so are ``tests`` folders: they hold the
+    test cases ``buraq test`` runs, not pipelines.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -139,7 +145,7 @@ def find_pipeline_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 relative = candidate.relative_to(path).parts
                 if candidate.suffix in (".yaml", ".yml") and candidate.is_file() and not any(
                     part.startswith(".") for part in relative
-                ):
+                ) and TESTS_FOLDER not in relative[:-1]:
                     found.append(candidate)
         elif path.exists():
             found.append(path)
@@ -153,10 +159,12 @@ def load_pipelines(
     handlers: Container[str] | None = None,
     environ: Mapping[str, str] | None = None,
     codecs: Container[str] | None = None,
+    options_schemas: Mapping[str, Any] | None = None,
 ) -> list[Pipeline]:
     """Load and check every pipeline under ``paths``; raise ConfigError listing all problems.
 
-    ``handlers`` and ``codecs``, when given, are the registered names to check against.
+    ``handlers`` and ``codecs``, when given, are the registered names to check against;
+    ``options_schemas`` maps handler names to the JSON Schema their ``options:`` must match.
     """
     problems: list[ConfigProblem] = []
     pipelines: list[Pipeline] = []
@@ -168,7 +176,7 @@ def load_pipelines(
             problems.append(problem)
             continue
         for document in documents:
-            pipelines.extend(_pipelines_in(document, problems))
+            pipelines.extend(_pipelines_in(document, problems, options_schemas))
     problems.extend(_cross_checks(pipelines, handlers, codecs))
     if problems:
         raise ConfigError(problems)
@@ -198,7 +206,8 @@ def find_pipeline(pipelines: Iterable[Pipeline], name: str) -> Pipeline:
     raise UnknownPipeline(f"no pipeline named {name!r} (known: {known})")
 
 
-def _pipelines_in(document: YamlDocument, problems: list[ConfigProblem]) -> list[Pipeline]:
+def _pipelines_in(document: YamlDocument, problems: list[ConfigProblem],
+                  options_schemas: Mapping[str, Any] | None = None) -> list[Pipeline]:
     value = document.value
     if value is None:
         return []
@@ -212,38 +221,46 @@ def _pipelines_in(document: YamlDocument, problems: list[ConfigProblem]) -> list
         return []
     pipelines = []
     for prefix, raw in entries:
-        found = _schema_problems(document, prefix, raw)
+        found = schema_problems(document, prefix, raw)
         if not found:
             pipeline = _build(document, prefix, raw, found)
+            schema = (options_schemas or {}).get(raw["handler"])
+            if schema is not None:
+                found.extend(schema_problems(document, prefix + ("options",), raw.get("options", {}), schema, "options"))
             if pipeline is not None and not found:
                 pipelines.append(pipeline)
         problems.extend(found)
     return pipelines
 
 
-def _schema_problems(document: YamlDocument, prefix: tuple[Any, ...], raw: Any) -> list[ConfigProblem]:
-    validator = jsonschema.Draft202012Validator(pipeline_schema())
+def schema_problems(document: YamlDocument, prefix: tuple[Any, ...], instance: Any,
+                    schema: Mapping[str, Any] | bool | None = None, label: str = "") -> list[ConfigProblem]:
+    """``instance`` (found at ``prefix`` in ``document``) checked against ``schema`` (default: the pipeline's).
+
+    ``label`` names where the instance sits (``options``), so messages read ``options.size: ...``.
+    """
+    schema = pipeline_schema() if schema is None else schema
+    validator = jsonschema.Draft202012Validator(schema)
     problems = []
-    for error in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
         path = prefix + tuple(error.absolute_path)
-        dotted = ".".join(str(part) for part in error.absolute_path)
+        dotted = ".".join(([label] if label else []) + [str(part) for part in error.absolute_path])
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = error.schema.get("properties", {})
             for key in error.instance:
                 if key not in allowed:
                     where = f"{dotted}." if dotted else ""
-                    hint = ", ".join(sorted(allowed))
+                    hint = ", ".join(sorted(allowed)) or "none"
                     problems.append(ConfigProblem(document.path, document.line_of(path + (key,)),
                                                   f"unknown key {where}{key} (allowed: {hint})"))
             continue
         if error.validator == "oneOf" and error.schema is pipeline_schema()["$defs"]["duration"]:
             message = f"{error.instance!r} is not a duration (use e.g. 30s, 5m, 1h, 250ms or seconds)"
-        elif error.validator == "oneOf" and list(error.absolute_path)[:1] == ["schedule"]:
+        elif error.validator == "oneOf" and list(error.absolute_path)[:1] == ["schedule"] and not label:
             message = "give exactly one of cron or every"
         else:
             message = error.message
-        label = f"{dotted}: " if dotted else ""
-        problems.append(ConfigProblem(document.path, document.line_of(path), f"{label}{message}"))
+        problems.append(ConfigProblem(document.path, document.line_of(path), f"{dotted}: {message}" if dotted else message))
     return problems
 
 

@@ -19,8 +19,11 @@ hookimpl = pluggy.HookimplMarker("buraq")
 def register_handlers(register: Callable[..., None]) -> None:
     """Register task handlers: ``register("images.resize", resize)``.
 
-    :param register: call as ``register(name, function)``; ``function(task)`` may be
-        ``def`` (run in a thread) or ``async def`` (awaited on the event loop).
+    :param register: call as ``register(name, function)`` or
+        ``register(name, function, options_schema={...})``; ``function(task)`` may be
+        ``def`` (run in a thread) or ``async def`` (awaited on the event loop). The optional
+        ``options_schema`` is a JSON Schema (draft 2020-12) that every pipeline's ``options:``
+        using this handler must match; ``buraq validate`` checks it, ``buraq schema`` exports it.
     """
 
 

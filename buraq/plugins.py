@@ -15,13 +15,14 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jsonschema
 import pluggy
 
 from buraq import hookspecs
@@ -37,6 +38,7 @@ class Handler:
     function: Callable[..., Any]
     is_async: bool
     plugin: str
+    options_schema: Mapping[str, Any] | bool | None = None  # JSON Schema for a pipeline's `options:`
 
 
 @dataclass
@@ -60,6 +62,10 @@ class Registry:
             return self.codecs[name][0]
         except KeyError:
             raise PluginError(f"unknown codec {name!r}; registered: {', '.join(sorted(self.codecs))}") from None
+
+    def options_schemas(self) -> dict[str, Mapping[str, Any] | bool]:
+        """Handler name -> the JSON Schema its plugin gave for a pipeline's ``options:``."""
+        return {h.name: h.options_schema for h in self.handlers.values() if h.options_schema is not None}
 
 
 def load_plugins(plugins_dir: str | os.PathLike[str] | None = None, entry_points: bool = True) -> Registry:
@@ -135,7 +141,8 @@ def _collect(manager: pluggy.PluginManager) -> Registry:
     for name, plugin in manager.list_name_plugin():  # registration order, so messages are stable
         registry.plugins.append(name)
         hooks = manager.hook
-        _call(hooks.register_handlers, plugin, name, lambda n, f, _p=name: _add_handler(registry, n, f, _p))
+        _call(hooks.register_handlers, plugin, name,
+              lambda n, f, options_schema=None, _p=name: _add_handler(registry, n, f, _p, options_schema))
         _call(hooks.register_codecs, plugin, name, lambda n, c, _p=name: _add_codec(registry, n, c, _p))
         _call(hooks.register_observers, plugin, name, lambda o, _p=name: registry.observers.append((o, _p)))
     return registry
@@ -153,7 +160,8 @@ def _call(hook: pluggy.HookCaller, plugin: object, name: str, register: Callable
                 raise PluginError(f"plugin {name} failed in {hook.name}:\n{_format(exc)}") from None
 
 
-def _add_handler(registry: Registry, name: str, function: Callable[..., Any], plugin: str) -> None:
+def _add_handler(registry: Registry, name: str, function: Callable[..., Any], plugin: str,
+                 options_schema: Any = None) -> None:
     if not isinstance(name, str) or not name:
         raise PluginError(f"plugin {plugin} registered a handler with an invalid name {name!r}")
     if not callable(function):
@@ -161,8 +169,24 @@ def _add_handler(registry: Registry, name: str, function: Callable[..., Any], pl
     existing = registry.handlers.get(name)
     if existing is not None:
         raise PluginError(f"handler {name!r} is registered twice: by {existing.plugin} and by {plugin}")
+    _check_options_schema(name, options_schema, plugin)
     is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(getattr(function, "__call__", None))
-    registry.handlers[name] = Handler(name, function, is_async, plugin)
+    registry.handlers[name] = Handler(name, function, is_async, plugin, options_schema)
+
+
+def _check_options_schema(handler: str, schema: Any, plugin: str) -> None:
+    """A broken schema is the plugin's bug: say so now, not as a confusing pipeline error later."""
+    if schema is None:
+        return
+    if not isinstance(schema, (Mapping, bool)):
+        raise PluginError(f"plugin {plugin} registered handler {handler!r} with an options_schema that is "
+                          f"{type(schema).__name__}, not a JSON Schema mapping")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path)
+        raise PluginError(f"plugin {plugin} registered handler {handler!r} with an invalid options_schema"
+                          f"{f' (at {where})' if where else ''}: {exc.message}") from None
 
 
 def _add_codec(registry: Registry, name: str, codec: Any, plugin: str) -> None:
