@@ -168,6 +168,7 @@ BENCH_RESULT = {
 def test_bench_is_404_until_a_result_exists_then_charted(project: Project) -> None:
     fixable_project(project)
     _, web = served(project)
+    assert web.get_json("/api/overview")["has_bench"] is False  # the page does not ask for /api/bench yet
     missing = web.get("/api/bench")
     assert missing.status == 404 and "run `buraq bench`" in missing.json()["error"]
     results = project.root / ".buraq" / "bench"
@@ -176,6 +177,7 @@ def test_bench_is_404_until_a_result_exists_then_charted(project: Project) -> No
     assert web.get("/api/bench").status == 400
     (results / "latest.json").write_text(json.dumps(BENCH_RESULT))
     bench = web.get_json("/api/bench")
+    assert web.get_json("/api/overview")["has_bench"] is True
     assert bench["result"] == BENCH_RESULT
     rates, latency = bench["charts"]["rates"], bench["charts"]["latency"]
     assert rates.count("<rect") == 3 and "drain bench.noop x2" in rates and "15,500/s" in rates
