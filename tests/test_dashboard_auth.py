@@ -161,6 +161,17 @@ def test_a_change_needs_the_csrf_header_our_origin_and_json(dead_letter, redis) 
     ok = web.post_json(path, {"ids": [task]}, csrf=csrf, Origin=origin, Sec_Fetch_Site="same-origin")
     assert ok.status == 200 and ok.json() == {"replayed": [task], "skipped": []}
     assert redis.xlen(stream) == before + 1
+    # Behind a TLS-terminating proxy the page is https:// and serve sees http: still our own origin
+    proxied = Web(web.port, cookie=web.cookie, headers={"Host": "buraq.example"})
+    behind = proxied.post_json(f"/api/pipelines/{name}/dlq/purge", {"reason": "no-such-reason"}, csrf=csrf,
+                               Origin="https://buraq.example", Sec_Fetch_Site="same-origin")
+    assert behind.status == 200 and behind.json() == {"deleted": 0}, behind.text
+    older = proxied.post_json(f"/api/pipelines/{name}/dlq/purge", {"reason": "no-such-reason"}, csrf=csrf,
+                              Origin="https://buraq.example")  # a browser that sends no Sec-Fetch-Site
+    assert older.status == 200, older.text
+    foreign = proxied.post_json(f"/api/pipelines/{name}/dlq/purge", {"all": True}, csrf=csrf,
+                                Origin="https://evil.example")
+    assert foreign.status == 403 and redis.xlen(dlq) == 1
     # A script with the bearer header needs no CSRF token (there is no ambient credential to ride on)
     wait_for(lambda: redis.xlen(dlq) == 1, message="the task to be rejected again")
     script = Web(web.port, headers={"Authorization": f"Bearer {TOKEN}"})
