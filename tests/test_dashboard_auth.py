@@ -240,5 +240,12 @@ def test_line_chart_breaks_lines_at_gaps_and_escapes_text() -> None:
     assert svg.count("<polyline") == 2  # [1] alone (drawn as a dot), then [2, 3]
     assert "a &lt;b&gt; &amp; c" in svg and 'data-series="x&lt;y"' in svg and "<b>" not in svg
     assert ">5/s<" in svg  # the axis top: nice_ceiling(3) = 5
+    # Big numbers stay short enough for the axis margin (a clipped "250,000" would read "50,000")
+    wide = line_chart("t", [0.0, 1.0], {"a": [120_000.0, 400_000.0]}, "/s")
+    assert ">500k/s<" in wide and ">250k/s<" in wide and "00,000" not in wide
+    slow = line_chart("t", [0.0, 1.0], {"p99": [12_000.0, 40_000.0]}, "ms")
+    assert ">50s<" in slow and ">25s<" in slow
+    assert ">2.5M<" in line_chart("t", [0.0, 1.0], {"depth": [3e6, 4e6]}) and ">2,500ms<" in line_chart(
+        "t", [0.0, 1.0], {"p50": [4000.0, 4500.0]}, "ms")
     empty = line_chart("nothing yet", [], {"a": []})
     assert "<polyline" not in empty and empty.endswith("</svg>")

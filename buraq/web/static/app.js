@@ -61,7 +61,7 @@ function card(pipeline) {
   fields.patterns = el("tbody");
   fields.entries = el("tbody");
   fields.dlqTotal = el("span", { text: "" });
-  const dlq = el("details", { "data-testid": "dlq" },
+  const dlq = el("details", { "data-testid": "dead-letters" },
     el("summary", {}, "Dead letters ", fields.dlqTotal),
     el("h4", { text: "Failure patterns" }),
     el("table", {}, el("thead", {}, el("tr", {}, ...["reason", "error type", "count", "sample", ""].map(
