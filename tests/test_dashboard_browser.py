@@ -5,6 +5,7 @@ the login form works. Screenshots land in build/screenshots/ for people (and CI 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
                                                              "(pip install -e '.[test]')")
+expect = sync_api.expect
 if not CHROMIUM.exists():
     pytest.skip(f"no system Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
@@ -127,10 +129,13 @@ def test_a_dead_letter_is_inspected_and_replayed_from_the_page(project: Project,
     card = page.locator(f'article[data-pipeline="{name}"]')
     page.wait_for_function("() => document.querySelectorAll('#bench-body svg rect').length === 5")
     assert "40k/s" in page.inner_text("#bench-body") and "No results yet" not in page.inner_text("#bench-body")
-    card.locator('[data-testid="dead-letters"] summary').click()
-    assert card.locator('[data-testid="dead-letters"] summary').inner_text() == "Dead letters (3)"
+    summary = card.locator('[data-testid="dead-letters"] summary')
+    summary.click()
+    expect(summary).to_have_text("Dead letters (3)")
     patterns = card.locator('[data-testid="dead-letters"] table').first.locator("tbody tr")
-    assert patterns.count() == 1 and "ValueError" in patterns.inner_text() and "3" in patterns.inner_text()
+    expect(patterns).to_have_count(1)
+    expect(patterns.locator("td")).to_have_text(["handler_error", "ValueError", "3", re.compile("failed with"),
+                                                 "Replay these"])
     task = failing[1]
     row = card.locator("tbody tr[data-entry]", has_text=task)
     row.locator('[data-testid="inspect-entry"]').click()
@@ -151,9 +156,8 @@ def test_a_dead_letter_is_inspected_and_replayed_from_the_page(project: Project,
     assert confirms and confirms[0].startswith("Replay")
     wait_for(lambda: f"{task} 1" in project.recorded("ok"), message="the replayed task to succeed")
     page.locator("#inspect-close").click()
-    page.wait_for_function("name => document.querySelectorAll(`article[data-pipeline='${name}'] tr[data-entry]`)"
-                           ".length === 2", arg=name)
-    assert card.locator('[data-testid="dead-letters"] summary').inner_text() == "Dead letters (2)"
+    expect(card.locator("tr[data-entry]")).to_have_count(2)
+    expect(summary).to_have_text("Dead letters (2)")
     # The numbers above say the same within a sample or two: one processed, two dead-lettered
     wait_for(lambda: _total(page, name) == 1 and card.locator('b[data-testid="dlq"]').inner_text() == "2",
              timeout=10, interval=0.2, message="the overview to show the replay")
@@ -169,9 +173,13 @@ def test_login_with_the_token_in_the_browser(project: Project, watched: Watched)
     page.goto(f"http://127.0.0.1:{server.port}/")
     assert page.url.endswith("/login")
     page.fill('input[name="token"]', "wrong-token-wrong-token")
-    page.click('button[type="submit"]')
+    with page.expect_response("**/login") as refused:
+        page.click('button[type="submit"]')
+    assert refused.value.status == 401
+    page.wait_for_load_state()
     assert page.url.endswith("/login") and page.locator('input[name="token"]').is_visible()
-    watched.problems.clear()  # the wrong token's 401 was the point
+    assert all("401" in problem for problem in watched.problems)  # the wrong token's 401 was the point
+    watched.problems.clear()
     page.fill('input[name="token"]', TOKEN)
     page.click('button[type="submit"]')
     page.locator(f'article[data-pipeline="{name}"]').wait_for()
