@@ -72,7 +72,9 @@ def overview(context: Context) -> dict[str, Any]:
             "slots": slots, "busy": busy, "utilisation": busy / slots if slots else 0.0,
             "queue": {key: values.get(key) for key in ("depth", "pending", "oldest_pending_age", "dlq", "delayed")},
         })
-    return {"version": __version__, "processes": context.processes(), "at": time.time(), "pipelines": pipelines}
+    # has_bench lets the page skip /api/bench until a result exists (a 404 is a console error in browsers)
+    return {"version": __version__, "processes": context.processes(), "at": time.time(), "pipelines": pipelines,
+            "has_bench": context.bench_results.is_file()}
 
 
 def series(context: Context, name: str, seconds: float) -> dict[str, Any]:

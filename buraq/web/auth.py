@@ -111,11 +111,13 @@ def _cookie(environ: Mapping[str, object]) -> str | None:
 
 
 def _same_origin(environ: Mapping[str, object]) -> bool:
-    """Browsers say where a request comes from; anything but our own origin is refused."""
+    """Browsers say where a request comes from; anything but our own origin is refused.
+
+    Sec-Fetch-Site, where the browser sends it, decides; otherwise Origin must name our Host. The
+    scheme is not compared: behind a TLS-terminating proxy the page is https:// and we see http.
+    """
     site = environ.get("HTTP_SEC_FETCH_SITE")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = environ.get("HTTP_ORIGIN")
-    if origin is not None and origin != f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}":
-        return False
-    return True
+    return origin is None or str(origin).partition("://")[2] == str(environ.get("HTTP_HOST", ""))

@@ -34,8 +34,19 @@ def _leading_zeros(value: float) -> int:
 
 
 def _label(value: float, unit: str) -> str:
-    text = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-    return f"{text}{unit}"
+    """At most about seven characters, so an axis label fits the left margin (a clipped "250,000"
+    reads as "50,000"): 2,500 then 25k and 2.5M; milliseconds from 10,000 on as seconds."""
+    if unit == "ms" and value >= 10_000:
+        return f"{_short(value / 1000)}s"
+    if value >= 1e6:
+        return f"{_short(value / 1e6)}M{unit}"
+    if value >= 1e4:
+        return f"{_short(value / 1e3)}k{unit}"
+    return f"{_short(value)}{unit}"
+
+
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def line_chart(title: str, times: Sequence[float], lines: dict[str, Sequence[float | None]], unit: str = "",

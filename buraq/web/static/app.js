@@ -4,7 +4,7 @@
 
 const OVERVIEW_EVERY = 1000, CHARTS_EVERY = 2000, DLQ_EVERY = 5000, BENCH_EVERY = 30000;
 const CHART_KEYS = ["throughput", "latency", "utilisation", "depth", "dlq"];
-let csrf = "";
+let csrf = "", hasBench = false;
 const cards = new Map();
 
 function el(tag, attrs = {}, ...children) {
@@ -61,7 +61,7 @@ function card(pipeline) {
   fields.patterns = el("tbody");
   fields.entries = el("tbody");
   fields.dlqTotal = el("span", { text: "" });
-  const dlq = el("details", { "data-testid": "dlq" },
+  const dlq = el("details", { "data-testid": "dead-letters" },
     el("summary", {}, "Dead letters ", fields.dlqTotal),
     el("h4", { text: "Failure patterns" }),
     el("table", {}, el("thead", {}, el("tr", {}, ...["reason", "error type", "count", "sample", ""].map(
@@ -77,6 +77,7 @@ function card(pipeline) {
 }
 
 function showOverview(data) {
+  hasBench = data.has_bench;
   document.getElementById("meta").textContent =
     `v${data.version} · ${data.processes} process(es) · ${data.pipelines.length} pipeline(s) · ` +
     `updated ${new Date(data.at * 1000).toLocaleTimeString()}`;
@@ -180,6 +181,7 @@ async function inspect(pipeline, entry) {
 }
 
 async function refreshBench() {
+  if (!hasBench) return;  // no result yet: asking would only log a 404 in the console
   const body = document.getElementById("bench-body");
   let data;
   try { data = await api("/api/bench"); } catch (error) { return; }
