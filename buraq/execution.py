@@ -36,10 +36,19 @@ class HandlerRunner:
             call = self._handler.function(task)
         else:
             call = asyncio.get_running_loop().run_in_executor(self._threads, self._handler.function, task)
-        try:
-            result = await call if timeout is None else await asyncio.wait_for(call, timeout)
-        except asyncio.TimeoutError:
-            raise TaskTimeout(f"task exceeded its timeout of {timeout:g}s") from None
+        if timeout is None:
+            result = await call
+        else:
+            # asyncio.timeout, not wait_for: a TimeoutError the handler raises itself (a socket timeout)
+            # is the same class since Python 3.11 and must stay the handler's own failure.
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    result = await call
+            except TimeoutError:
+                if scope.expired():
+                    raise TaskTimeout(f"task exceeded its timeout of {timeout:g}s") from None
+                raise
         if asyncio.iscoroutine(result):
             result = await result
         return result

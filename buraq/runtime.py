@@ -66,7 +66,7 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
     background: list[asyncio.Task[None]] = []
     redis: Redis | None = None
     try:
-        redis = await _connect_unless_stopped(options.redis_url, stop)
+        redis = await _connect_unless_stopped(options.redis_url, stop, connections_for(current))
         if redis is None:
             log.info("stopped before Redis was reachable")
             return EXIT_OK
@@ -98,9 +98,17 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
             await redis.aclose()
 
 
-async def _connect_unless_stopped(url: str, stop: asyncio.Event) -> Redis | None:
+def connections_for(pipelines: list[Pipeline]) -> int:
+    """Pooled Redis connections one serve may need at once: per pipeline a blocking read, heartbeat,
+    reclaim, promoter and ack flush, plus a retry or dead-letter step for each running task; doubled,
+    so pipelines a reload adds fit too. redis-py's default of 100 fails a busy process with
+    "Too many connections"."""
+    return max(256, 2 * sum(p.pool + 6 for p in pipelines))
+
+
+async def _connect_unless_stopped(url: str, stop: asyncio.Event, max_connections: int) -> Redis | None:
     """Wait for Redis and connect (cluster mode if it is a cluster); None if a signal came first."""
-    ready = asyncio.create_task(connection.connect(url))
+    ready = asyncio.create_task(connection.connect(url, max_connections=max_connections))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()

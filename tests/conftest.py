@@ -209,6 +209,9 @@ async def fail_twice(task):
         raise ValueError("not yet")
     record("ok", task.id, task.attempt)
 
+async def own_timeout(task):
+    raise TimeoutError("socket read timed out")
+
 async def slow(task):
     record("start", task.id)
     await asyncio.sleep(float(task.options.get("seconds", 2)))
@@ -222,6 +225,7 @@ def register_handlers(register):
     register("test.fail_twice", fail_twice)
     register("test.reject", reject)
     register("test.slow", slow)
+    register("test.own_timeout", own_timeout)
 '''
 
 

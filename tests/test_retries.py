@@ -136,3 +136,20 @@ def test_rejected_task_goes_to_the_dlq_at_once_without_retries(recorder: Project
         assert fields[b"error"] == b"order 7 can never succeed"
         assert fields[b"attempts"] == b"1"
         (recorder.pipelines / f"reject-{executor}.yaml").unlink()
+
+
+def test_a_handlers_own_timeout_error_is_its_failure_not_the_pipelines_timeout(recorder: Project, redis) -> None:
+    # Given a handler that raises TimeoutError itself (say a socket timeout), with and without `timeout:`
+    names = [recorder.pipeline("own-timeout-none", "handler: test.own_timeout\nretry: {attempts: 1}\n"),
+             recorder.pipeline("own-timeout-30s", "handler: test.own_timeout\ntimeout: 30s\nretry: {attempts: 1}\n")]
+    for name in names:
+        recorder.buraq("enqueue", name, "{}")
+
+    # When the pipelines run until idle
+    result = recorder.buraq("serve", "pipelines", "--plugins-dir", "plugins", "--burst", "--listen", "off")
+    assert result.returncode == 0, result.stderr
+
+    # Then each task is dead-lettered with the handler's own error, not as a pipeline timeout
+    for name in names:
+        [(_, fields)] = redis.xrange(f"buraq:{{{name}}}:dlq")
+        assert (fields[b"error_type"], fields[b"error"]) == (b"TimeoutError", b"socket read timed out"), name
