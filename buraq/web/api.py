@@ -87,15 +87,17 @@ def chart_svgs(context: Context, name: str, seconds: float) -> dict[str, str]:
     data = series(context, name, seconds)
     times = data["t"]
     utilisation = [None if b is None or not s else 100 * b / s for b, s in zip(data["busy"], data["slots"])]
+    def chart(title: str, lines: dict[str, Any], unit: str = "", **style: Any) -> str:
+        return charts.line_chart(title, times, lines, unit, window=seconds, **style)
+
     return {
-        "throughput": charts.line_chart("Throughput (tasks/s)", times, {
+        "throughput": chart("Throughput (tasks/s)", {
             "processed": data["processed"], "failed": data["failed"], "retried": data["retried"]}, "/s"),
-        "latency": charts.line_chart("Enqueue-to-start latency (ms)", times, {
+        "latency": chart("Enqueue-to-start latency (ms)", {
             "p50": data["latency_p50_ms"], "p99": data["latency_p99_ms"]}, "ms"),
-        "utilisation": charts.line_chart("Busy worker slots (%)", times, {"utilisation": utilisation}, "%"),
-        "depth": charts.line_chart("Queue depth", times, {"depth": data["depth"], "pending": data["pending"],
-                                                          "delayed": data["delayed"]}),
-        "dlq": charts.line_chart("Dead-letter depth", times, {"dlq": data["dlq"]}, colors=("#ef5350",)),
+        "utilisation": chart("Busy worker slots (%)", {"utilisation": utilisation}, "%"),
+        "depth": chart("Queue depth", {"depth": data["depth"], "pending": data["pending"], "delayed": data["delayed"]}),
+        "dlq": chart("Dead-letter depth", {"dlq": data["dlq"]}, colors=("#ef5350",)),
     }
 
 

@@ -50,12 +50,18 @@ def _short(value: float) -> str:
 
 
 def line_chart(title: str, times: Sequence[float], lines: dict[str, Sequence[float | None]], unit: str = "",
-               colors: Sequence[str] = PALETTE) -> str:
-    """A multi-line chart over time; gaps (None) break a line rather than drawing it as zero."""
+               colors: Sequence[str] = PALETTE, window: float | None = None) -> str:
+    """A multi-line chart over time; gaps (None) break a line rather than drawing it as zero.
+
+    With ``window`` the time axis always spans that many seconds up to the newest point, so the
+    scale holds still while history fills in.
+    """
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     values = [v for series in lines.values() for v in series if v is not None]
     top = nice_ceiling(max(values, default=0.0))
     start, end = (times[0], times[-1]) if len(times) > 1 else (0.0, 1.0)
+    if window is not None and times:
+        start, end = times[-1] - window, times[-1]
     span = (end - start) or 1.0
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
              f'aria-label="{escape(title)}" class="chart">',

@@ -143,9 +143,16 @@ async function refreshDeadLetters() {
   }
 }
 
-async function act(pipeline, action, selection) {
-  const verb = action === "replay" ? "Replay" : "Delete for good";
-  if (!window.confirm(`${verb}: ${JSON.stringify(selection)} in ${pipeline}?`)) return null;
+function describe(selection) {
+  if (selection.ids) return `${selection.ids.length} dead-lettered task(s)`;
+  if (selection.error_type) return `every dead-lettered ${selection.error_type}`;
+  if (selection.reason) return `every dead-lettered task with reason ${selection.reason}`;
+  return "every dead-lettered task";
+}
+
+async function act(pipeline, action, selection, label) {
+  const verb = action === "replay" ? "Replay (back onto the stream, attempt 1)" : "Delete for good";
+  if (!window.confirm(`${verb}: ${label || describe(selection)} in ${pipeline}?`)) return null;
   const result = await post(`/api/pipelines/${encodeURIComponent(pipeline)}/dlq/${action}`, selection);
   await refreshDeadLetters();
   return result;
@@ -160,7 +167,8 @@ async function inspect(pipeline, entry) {
   fields.replaceChildren();
   for (const [key, value] of Object.entries(row)) {
     if (key === "payload" || key === "traceback") continue;
-    fields.append(el("dt", { text: key }), el("dd", { text: value }));
+    const shown = key === "failed_at" ? new Date(Number(value) * 1000).toISOString() : value;
+    fields.append(el("dt", { text: key }), el("dd", { text: shown }));
   }
   let payload = row.payload ?? "(no payload)";
   try { payload = JSON.stringify(JSON.parse(payload), null, 2); } catch (error) { /* show it as stored */ }
@@ -168,15 +176,19 @@ async function inspect(pipeline, entry) {
   document.getElementById("inspect-traceback").textContent = row.traceback || "";
   const result = document.getElementById("inspect-result");
   result.textContent = "";
+  const buttons = [document.getElementById("inspect-replay"), document.getElementById("inspect-purge")];
+  for (const button of buttons) button.disabled = false;
   const run = (action) => async () => {
     try {
-      const outcome = await act(pipeline, action, { ids: [entry] });
-      if (outcome) result.textContent = action === "replay" ? `replayed: ${outcome.replayed.join(", ") || "none"}`
-                                                            : `deleted: ${outcome.deleted}`;
+      const outcome = await act(pipeline, action, { ids: [entry] }, `task ${row.id || entry}`);
+      if (!outcome) return;
+      result.textContent = action === "replay" ? `replayed: ${outcome.replayed.join(", ") || "none"}`
+                                               : `deleted: ${outcome.deleted}`;
+      for (const button of buttons) button.disabled = true;  // the entry has left the DLQ
     } catch (error) { result.textContent = `failed: ${error.message}`; }
   };
-  document.getElementById("inspect-replay").onclick = run("replay");
-  document.getElementById("inspect-purge").onclick = run("purge");
+  buttons[0].onclick = run("replay");
+  buttons[1].onclick = run("purge");
   dialog.showModal();
 }
 
