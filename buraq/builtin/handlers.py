@@ -44,9 +44,14 @@ async def merge(task: Task) -> dict[str, Any]:
     return {**task.payload, **fields}
 
 
+def _options(properties: dict[str, Any]) -> dict[str, Any]:
+    """An options schema: these keys only, so a misspelt option is a validate error, not a silent default."""
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 @hookimpl(trylast=True)
 def register_handlers(register: Callable[..., None]) -> None:
-    register("builtin.noop", noop)
-    register("builtin.log", log_task)
-    register("builtin.sleep", sleep)
-    register("builtin.merge", merge)
+    register("builtin.noop", noop)  # ignores its options: any are fine
+    register("builtin.log", log_task, options_schema=_options({"payload": {"type": "boolean"}}))
+    register("builtin.sleep", sleep, options_schema=_options({"seconds": {"type": "number", "minimum": 0}}))
+    register("builtin.merge", merge, options_schema=_options({"fields": {"type": "object"}}))

@@ -117,4 +117,4 @@ def _safe_url(url: str) -> str:
 
 @buraq.hookimpl
 def register_handlers(register: Callable[..., None]) -> None:
-    register(HANDLER, request)
+    register(HANDLER, request, options_schema=OPTIONS_SCHEMA)  # `buraq validate` checks options too

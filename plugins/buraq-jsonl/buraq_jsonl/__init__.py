@@ -45,6 +45,14 @@ def append(task: buraq.Task) -> dict[str, str]:
     return {"path": str(path)}
 
 
+OPTIONS_SCHEMA = {
+    "type": "object",
+    "properties": {"path": {"type": "string", "minLength": 1}, "fsync": {"type": "boolean"}},
+    "required": ["path"],
+    "additionalProperties": False,
+}
+
+
 @buraq.hookimpl
 def register_handlers(register: Callable[..., None]) -> None:
-    register("jsonl.append", append)
+    register("jsonl.append", append, options_schema=OPTIONS_SCHEMA)

@@ -154,3 +154,17 @@ def test_registered_as_jsonl_append(monkeypatch: pytest.MonkeyPatch) -> None:
     assert handler.function is buraq_jsonl.append
     assert handler.is_async is False
     assert "buraq-jsonl" in handler.plugin
+
+
+def test_validate_checks_the_options_against_the_registered_schema(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "events.yaml").write_text("name: events\nhandler: jsonl.append\noptions:\n  fsnyc: true\n")
+    result = subprocess.run([sys.executable, "-m", "buraq", "validate", str(pipelines)], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "events.yaml:4: unknown key options.fsnyc (allowed: fsync, path)" in result.stderr
+    assert "events.yaml:3: options: 'path' is a required property" in result.stderr

@@ -134,4 +134,4 @@ def _signal_name(number: int) -> str:
 
 @buraq.hookimpl
 def register_handlers(register: Callable[..., None]) -> None:
-    register(HANDLER, run)
+    register(HANDLER, run, options_schema=OPTIONS_SCHEMA)  # `buraq validate` checks options too
