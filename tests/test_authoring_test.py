@@ -220,8 +220,9 @@ def test_the_example_pipelines_pass_their_cases(tmp_path) -> None:  # type: igno
     result = subprocess.run([sys.executable, "-m", "buraq", "test", str(ROOT / "pipelines")], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(" PASS\n") == 4
-    assert not (tmp_path / "var").exists()  # the events cases wrote into the run's scratch folder
+    cases = sum(text.count("  - name:") for text in (p.read_text() for p in (ROOT / "pipelines" / "tests").glob("*.yaml")))
+    assert cases >= 8 and result.stdout.count(" PASS\n") == cases
+    assert not (tmp_path / "var").exists()  # the events and store cases wrote into the run's scratch folder
 
 
 def test_a_payload_breaking_payload_schema_is_dead_lettered_unrun(project: Project) -> None:
@@ -260,3 +261,22 @@ def test_more_option_sets_than_one_serve_batch_all_run(project: Project) -> None
     result = buraq_test(project, "--timeout", "100s")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "== 40 passed in " in result.stdout
+
+
+def test_a_case_checks_what_a_stage_returns_and_never_forwards_it(project: Project) -> None:
+    # Given a chained pipeline (double -> sink) and a case for double, run against the machine's Redis
+    project.plugin("handlers.py", HANDLERS)
+    sink = project.pipeline("sink", "handler: builtin.noop\n")
+    double = project.pipeline("double", f"handler: t.double\noutput: {sink}\n")
+    cases(project, "double.yaml", f"""\
+        pipeline: {double}
+        cases:
+          - name: doubles
+            input: {{n: 2}}
+            output: {{doubled: 4, pipeline: {double}, scale: null}}
+    """)
+    result = buraq_test(project, "--redis-url", project.redis_url)
+
+    # Then the case passes on the returned value, and nothing reached the real sink's stream
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert redis_sync.Redis.from_url(project.redis_url).exists(f"buraq:{{{sink}}}:tasks") == 0

@@ -79,10 +79,11 @@ class Recorder:
 
 
 def case_pipeline(pipeline: Pipeline, case: Case, stream: str) -> Pipeline:
-    """The pipeline as this case runs it: its own streams, no retry waits, no schedules, handlers in-process."""
+    """The pipeline as this case runs it: its own streams, no retry waits, no schedules, handlers in-process,
+    and no outputs: a case checks what this stage returns, and must never enqueue into a real pipeline."""
     return replace(pipeline, stream=stream, dlq=keys.default_dlq(stream),
                    retry=RetryPolicy(attempts=pipeline.retry.attempts, backoff=NO_WAIT),
-                   options={**pipeline.options, **case.options}, schedule=(), executor="thread")
+                   options={**pipeline.options, **case.options}, schedule=(), executor="thread", output=())
 
 
 async def run_cases(cases: list[Case], pipelines: Mapping[str, Pipeline], registry: Registry, redis_url: str,
