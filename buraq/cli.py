@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
 from buraq import connection, schedules, streams
+from buraq.bench import add_arguments as add_bench_arguments
 from buraq.config import find_pipeline, load_pipelines
 from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
@@ -79,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--burst", action="store_true", help="exit once every pipeline is empty and idle")
     serve.add_argument("--consumer", help="consumer name in the group (default HOSTNAME-PID)")
     serve.set_defaults(run=_serve)
+
+    bench = command("bench", help="measure enqueue, drain, latency and memory; write a JSON result")
+    _add_redis(bench)
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
 
     validate = command("validate", help="check pipeline files without touching Redis")
     validate.add_argument("paths", nargs="*", default=["pipelines"])
@@ -197,6 +203,13 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from buraq.bench import run
+
+    with _redis_url(args.redis_url) as url:
+        return run(args, url)
 
 
 def _listen_address(text: str) -> tuple[str, int] | None:
