@@ -94,6 +94,11 @@ async def ack(redis: aioredis.Redis, pipeline: Pipeline, entry_ids: Sequence[str
     return await redis.xack(pipeline.stream, pipeline.group, *entry_ids)
 
 
+async def trim(redis: aioredis.Redis, pipeline: Pipeline) -> int:
+    """Remove entries every group has acknowledged (never a pending or unread one); return how many."""
+    return int(await _script(redis, "trim")(keys=[pipeline.stream], args=[]))
+
+
 async def schedule_retry(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str,
                          fields: Mapping[bytes, bytes], delay: float) -> bool:
     """Atomically park the task in the delayed set (due by Redis time) and acknowledge the entry."""
