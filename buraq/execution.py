@@ -36,10 +36,18 @@ class HandlerRunner:
             call = self._handler.function(task)
         else:
             call = asyncio.get_running_loop().run_in_executor(self._threads, self._handler.function, task)
-        try:
-            result = await call if timeout is None else await asyncio.wait_for(call, timeout)
-        except asyncio.TimeoutError:
-            raise TaskTimeout(f"task exceeded its timeout of {timeout:g}s") from None
+        if timeout is None:
+            result = await call
+        else:
+            # asyncio.timeout, not wait_for: wait_for wraps every call in one more Task (a per-task cost).
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    result = await call
+            except TimeoutError:
+                if deadline.expired():
+                    raise TaskTimeout(f"task exceeded its timeout of {timeout:g}s") from None
+                raise
         if asyncio.iscoroutine(result):
             result = await result
         return result
