@@ -48,28 +48,14 @@ async def _run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k in ("tasks", "processes", "pool", "handler", "runs", "rate", "latency_tasks", "output")}
-    enqueues, drains, memories, redis_memory = [], [], [], {}
-    for _ in range(args.runs):
-        bench = phases.Bench(url, args.handler, args.pool)
-        try:
-            redis_version = (await bench.redis.info("server"))["redis_version"]
-            redis_memory["start"] = await phases.used_memory_mb(bench.redis)
-            enqueues.append(await phases.enqueue(bench, args.tasks))
-            redis_memory["enqueued"] = await phases.used_memory_mb(bench.redis)
-            row, memory = await phases.drain(bench, args.tasks, args.processes)
-            redis_memory["end"] = await phases.used_memory_mb(bench.redis)
-            drains.append(row)
-            memories.append(memory)
-        finally:
-            await bench.close()
-    result: dict[str, Any] = {"format": report.FORMAT, "finished_at": "", "machine": report.machine(redis_version), "settings": settings,
-                              "enqueue": _median_row(enqueues), "drain": drains}
+    runs = [await _one_run(url, args) for _ in range(args.runs)]
+    drains = [run["drain"] for run in runs]
+    result: dict[str, Any] = {"format": report.FORMAT, "finished_at": "", "machine": report.machine(runs[0]["redis"]),
+                              "settings": settings, "enqueue": _median_row([run["enqueue"] for run in runs]),
+                              "drain": drains}
     if args.handler == "incr":
-        bench = phases.Bench(url, "noop", args.pool)
-        try:
-            result["bare_incr"] = await phases.bare_incr(bench, args.tasks)
-        finally:
-            await bench.close()
+        bares = [run["bare"] for run in runs]
+        result["bare_incr"] = {**_median_row(bares), "runs": [row["rate"] for row in bares]}
         result["incr_vs_bare"] = round(_median_row(drains)["rate"] / result["bare_incr"]["rate"], 3)
     result["latency"] = {"rate": args.rate, "tasks": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}
     if args.latency_tasks:
@@ -78,12 +64,42 @@ async def _run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             result["latency"] = await latency.measure(bench, args.rate, args.latency_tasks, args.processes)
         finally:
             await bench.close()
-    last = memories[-1]
-    starts = [s for s in last["start"] if s is not None]
-    result["rss_mb"] = {"start": max(starts) if starts else 0.0, "peak": last["peak"], "end": last["end"]}
-    result["redis_memory_mb"] = redis_memory
+    memory = runs[-1]["memory"]
+    starts = [s for s in memory["start"] if s is not None]
+    result["rss_mb"] = {"start": max(starts) if starts else 0.0, "peak": memory["peak"], "end": memory["end"]}
+    result["redis_memory_mb"] = runs[-1]["redis_memory"]
     result["finished_at"] = report.now_iso()
     return result
+
+
+async def _one_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Enqueue and drain once (and with INCR, the bare loop right after, under the same machine load)."""
+    from buraq.bench import phases
+
+    bench = phases.Bench(url, args.handler, args.pool)
+    run: dict[str, Any] = {"redis_memory": {}}
+    try:
+        run["redis"] = (await bench.redis.info("server"))["redis_version"]
+        run["redis_memory"]["start"] = await phases.used_memory_mb(bench.redis)
+        run["enqueue"] = await phases.enqueue(bench, args.tasks)
+        run["redis_memory"]["enqueued"] = await phases.used_memory_mb(bench.redis)
+        run["drain"], run["memory"] = await phases.drain(bench, args.tasks, args.processes)
+        run["redis_memory"]["end"] = await phases.used_memory_mb(bench.redis)
+    finally:
+        await bench.close()
+    if args.handler == "incr":
+        run["bare"] = await _bare(url, args)
+    return run
+
+
+async def _bare(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from buraq.bench import phases
+
+    bench = phases.Bench(url, "noop", args.pool)
+    try:
+        return await phases.bare_incr(bench, args.tasks)
+    finally:
+        await bench.close()
 
 
 def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:

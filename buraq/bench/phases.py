@@ -22,7 +22,7 @@ from buraq.client import AsyncClient
 from buraq.config import Pipeline
 from buraq.errors import BuraqError
 
-POLL = 0.01  # seconds between looks at the consumer group while draining
+POLL = 0.02  # seconds between looks at the consumer group while draining (each costs the box some CPU)
 ENQUEUE_CHUNK = 5000
 
 
