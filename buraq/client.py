@@ -69,7 +69,7 @@ class AsyncClient:
 
     async def enqueue_many(self, pipeline: str, payloads: Iterable[Any], *, delay: float | None = None,
                            at: datetime | float | None = None) -> list[str]:
-        """Add many tasks (pipelined in batches); return their ids in order. All are checked before any is sent."""
+        """Add many tasks (in batches, one round trip each); return their ids in order. All are checked before any is sent."""
         target = self.pipeline(pipeline)
         at_seconds = _check_when(delay, at)
         encoded = [self._encode(target, payload) for payload in payloads]

@@ -58,7 +58,7 @@ async def add(redis: aioredis.Redis, stream: str, fields: Mapping[bytes, bytes])
 
 async def add_many(redis: aioredis.Redis, stream: str, entries: Iterable[Mapping[bytes, bytes]],
                    batch: int = 500) -> list[str]:
-    """XADD many entries, pipelined in batches: one round trip per ``batch`` entries."""
+    """XADD many entries in batches: one round trip and one script call per ``batch`` entries."""
     ids: list[str] = []
     pending = []
     for fields in entries:
@@ -72,10 +72,13 @@ async def add_many(redis: aioredis.Redis, stream: str, entries: Iterable[Mapping
 
 
 async def _add_batch(redis: aioredis.Redis, stream: str, batch: Sequence[Mapping[bytes, bytes]]) -> list[str]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for fields in batch:
-            pipe.xadd(stream, dict(fields))
-        return [entry_id.decode() for entry_id in await pipe.execute()]
+    """One script call for the whole batch: a pipeline of XADDs costs the client a pack and a parse each."""
+    args: list[Any] = []
+    for fields in batch:
+        args.append(len(fields))
+        for key, value in fields.items():
+            args.extend((key, value))
+    return [entry_id.decode() for entry_id in await _script(redis, "add_many")(keys=[stream], args=args)]
 
 
 async def read(redis: aioredis.Redis, pipeline: Pipeline, consumer: str, count: int,
