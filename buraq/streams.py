@@ -24,6 +24,8 @@ PROMOTE_BATCH = 500
 # Pending entries the reclaim scan looks at per call, and running ids per heartbeat call.
 RECLAIM_SCAN = 200
 HEARTBEAT_CHUNK = 1000
+# Stream entries one trim call may remove (whole nodes of 100), so one call never blocks Redis for long.
+TRIM_BATCH = 50_000
 # DLQ entries read, replayed or purged per round trip.
 DLQ_BATCH = 500
 # How long an `overlap: skip` marker outlives a scheduled task that never ends (a safety net).
@@ -97,9 +99,9 @@ async def ack(redis: aioredis.Redis, pipeline: Pipeline, entry_ids: Sequence[str
     return await redis.xack(pipeline.stream, pipeline.group, *entry_ids)
 
 
-async def trim(redis: aioredis.Redis, pipeline: Pipeline) -> int:
-    """Remove entries every group has acknowledged (never a pending or unread one); return how many."""
-    return int(await _script(redis, "trim")(keys=[pipeline.stream], args=[]))
+async def trim(redis: aioredis.Redis, pipeline: Pipeline, limit: int = TRIM_BATCH) -> int:
+    """Remove up to ``limit`` entries every group has acknowledged (never a pending or unread one); return how many."""
+    return int(await _script(redis, "trim")(keys=[pipeline.stream], args=[limit]))
 
 
 async def schedule_retry(redis: aioredis.Redis, pipeline: Pipeline, entry_id: str,

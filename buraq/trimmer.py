@@ -23,9 +23,15 @@ TRIM_INTERVAL = 1.0
 
 
 async def trim_once(redis: aioredis.Redis, pipeline: Pipeline, timeout: float = 5.0) -> int:
-    """One trim, or -1: Redis trouble is logged, not raised (the next pass catches up)."""
+    """Trim all that can go, a batch per call; -1 on Redis trouble, logged, not raised (the next pass catches up)."""
+    removed = 0
     try:
-        return await asyncio.wait_for(streams.trim(redis, pipeline), timeout)
+        async with asyncio.timeout(timeout):
+            while True:  # a full batch means there is more: go on, a batch at a time
+                batch = await streams.trim(redis, pipeline)
+                removed += batch
+                if batch < streams.TRIM_BATCH:
+                    return removed
     except (RedisError, OSError, asyncio.TimeoutError) as exc:
         log.debug("%s: trimming the stream failed (%s)", pipeline.name, exc)
         return -1
