@@ -74,6 +74,7 @@ async def _run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 async def _one_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Enqueue and drain once (and with INCR, the bare loop right after, under the same machine load)."""
+    from buraq import streams
     from buraq.bench import phases
 
     bench = phases.Bench(url, args.handler, args.pool)
@@ -85,6 +86,7 @@ async def _one_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         run["redis_memory"]["enqueued"] = await phases.used_memory_mb(bench.redis)
         run["drain"], run["memory"] = await phases.drain(bench, args.tasks, args.processes)
         run["redis_memory"]["end"] = await phases.used_memory_mb(bench.redis)
+        run["redis_memory"]["entries_left"] = await streams.length(bench.redis, bench.pipeline.stream)
     finally:
         await bench.close()
     if args.handler == "incr":

@@ -71,5 +71,5 @@ def summary(result: dict[str, Any]) -> str:
     memory = result.get("redis_memory_mb")
     if memory:
         lines.append(f"redis     used memory {memory['start']:.1f} MiB before, {memory['enqueued']:.1f} enqueued, "
-                     f"{memory['end']:.1f} after the drain")
+                     f"{memory['end']:.1f} after the drain ({memory['entries_left']:,} entries left in the stream)")
     return "\n".join(lines)
