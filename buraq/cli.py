@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
 from buraq import connection, dlq, schedules, streams
+from buraq.bench import add_arguments as add_bench_arguments
 from buraq.config import find_pipeline, load_pipelines
 from buraq.durations import parse_duration
 from buraq.embedded import EmbeddedRedis
@@ -88,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--processes", default=os.environ.get("BURAQ_PROCESSES", "1"),
                        help="worker processes under one supervisor: a number, or 'auto' for one per core (default 1)")
     serve.set_defaults(run=_serve)
+
+    bench = command("bench", help="measure enqueue, drain, latency and memory; write a JSON result")
+    _add_redis(bench)
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
 
     validate = command("validate", help="check pipeline files without touching Redis")
     validate.add_argument("paths", nargs="*", default=["pipelines"])
@@ -251,6 +257,13 @@ def _dashboard_policy(args: argparse.Namespace, listen: tuple[str, int] | None) 
         except OSError as exc:
             raise BuraqError(f"--dashboard-token-file: {exc}") from None
     return Policy.for_listener(listen[0], token)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from buraq.bench import run
+
+    with _redis_url(args.redis_url) as url:
+        return run(args, url)
 
 
 def _listen_address(text: str) -> tuple[str, int] | None:

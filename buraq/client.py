@@ -76,7 +76,7 @@ class AsyncClient:
 
     async def enqueue_many(self, pipeline: str, payloads: Iterable[Any], *, delay: float | None = None,
                            at: datetime | float | None = None, keys: Sequence[str | None] | None = None) -> list[str]:
-        """Add many tasks (pipelined in batches); return their ids in order. All are checked before any is sent.
+        """Add many tasks (in batches, one round trip each); return their ids in order. All are checked before any is sent.
 
         ``keys``, one per payload (None for a payload without one), de-duplicates as ``enqueue(key=)`` does.
         """

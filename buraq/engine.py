@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from buraq import connection, streams, wire
+from buraq import connection, streams, trimmer, wire
 from buraq.acks import AckBatcher
 from buraq.backoff import pause_after, retry_delay
 from buraq.chaining import Chain
@@ -105,16 +105,19 @@ class PipelineWorker:
             self._permit_refresher = asyncio.create_task(self._gate.refresh_forever(), name=f"permits:{self.pipeline.name}")
         promoter = asyncio.create_task(self._promote_loop(), name=f"promote:{self.pipeline.name}")
         reclaimer = asyncio.create_task(self._leases.reclaim_until(self._stopping), name=f"reclaim:{self.pipeline.name}")
+        trimming = asyncio.create_task(trimmer.trim_forever(self._redis, self.pipeline, self._stopping),
+                                       name=f"trim:{self.pipeline.name}")
         try:
             await self._read_loop(history=True)
             await self._read_loop(history=False)
         finally:
             promoter.cancel()  # moving due entries is atomic and idempotent: a lost reply costs nothing
+            trimming.cancel()  # so is trimming
             try:  # a reclaim whose reply were lost would count a delivery for nothing: let it finish
                 await asyncio.wait_for(asyncio.shield(reclaimer), 5.0)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 reclaimer.cancel()
-            await asyncio.gather(promoter, reclaimer, return_exceptions=True)
+            await asyncio.gather(promoter, reclaimer, trimming, return_exceptions=True)
 
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for running tasks and their acks; return how many did not finish.
@@ -144,6 +147,7 @@ class PipelineWorker:
         except (*connection.REDIS_TROUBLE, asyncio.TimeoutError) as exc:
             log.warning("%s: could not leave the group cleanly (%s); leftovers wait out the lease",
                         self.pipeline.name, exc)
+        await trimmer.trim_once(self._redis, self.pipeline, timeout=1.0)  # what this run finished, before exit
 
     def _free_slots(self) -> int:
         return 0 if self._stopping.is_set() else self.pipeline.pool - len(self._running)

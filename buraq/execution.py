@@ -40,7 +40,8 @@ class HandlerRunner:
             result = await call
         else:
             # asyncio.timeout, not wait_for: a TimeoutError the handler raises itself (a socket timeout)
-            # is the same class since Python 3.11 and must stay the handler's own failure.
+            # is the same class since Python 3.11 and must stay the handler's own failure; and wait_for
+            # wraps every call in one more Task (a per-task cost).
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:

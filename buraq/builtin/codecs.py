@@ -15,14 +15,19 @@ class JsonCodec:
     name = "json"
 
     def encode(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
 
     def decode(self, data: bytes) -> Any:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        return _DECODER.decode(data.decode("utf-8"))
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.loads/dumps with options build a new decoder/encoder per call (a hot-path cost).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 @hookimpl(trylast=True)

@@ -12,13 +12,19 @@ from buraq.task import Task
 
 
 class MetricsObserver:
+    def __init__(self) -> None:
+        # Per-pipeline children looked up once: .labels() takes a lock and builds a key on every call.
+        self._latency: dict[str, Any] = {}
+        self._processed: dict[str, Any] = {}
+        self._duration: dict[str, Any] = {}
+
     def task_started(self, task: Task) -> None:
         if task.attempt == 1:
-            metrics.TASK_LATENCY.labels(task.pipeline).observe(max(0.0, time.time() - task.enqueued_at))
+            _child(self._latency, metrics.TASK_LATENCY, task.pipeline).observe(max(0.0, time.time() - task.enqueued_at))
 
     def task_succeeded(self, task: Task, duration: float) -> None:
-        metrics.TASKS_PROCESSED.labels(task.pipeline).inc()
-        metrics.TASK_DURATION.labels(task.pipeline).observe(duration)
+        _child(self._processed, metrics.TASKS_PROCESSED, task.pipeline).inc()
+        _child(self._duration, metrics.TASK_DURATION, task.pipeline).observe(duration)
 
     def task_failed(self, task: Task, error: BaseException, duration: float) -> None:
         metrics.TASKS_FAILED.labels(task.pipeline).inc()
@@ -35,6 +41,13 @@ class MetricsObserver:
 
     def entry_trimmed(self, pipeline: str, entry_id: str) -> None:
         metrics.ENTRIES_TRIMMED.labels(pipeline).inc()
+
+
+def _child(cache: dict[str, Any], metric: Any, pipeline: str) -> Any:
+    child = cache.get(pipeline)
+    if child is None:
+        child = cache[pipeline] = metric.labels(pipeline)
+    return child
 
 
 @hookimpl(trylast=True)

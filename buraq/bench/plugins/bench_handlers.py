@@ -1,4 +1,7 @@
-"""Handlers for the benchmarks in bench/: the work each one does is the thing measured."""
+"""Handlers for `buraq bench`: the work each one does is the thing measured.
+
+Loaded by `buraq serve --plugins-dir` from this folder, like any user's local plugin.
+"""
 
 import os
 import time
@@ -24,11 +27,17 @@ async def incr(task: buraq.Task) -> None:
 
 
 async def latency(task: buraq.Task) -> None:
-    """Record enqueue-to-start latency from the producer's timestamp (same host, same clock)."""
+    """Record enqueue-to-start latency from the producer's timestamp (same host, same clock).
+
+    One file per process, so several serve processes never interleave their lines.
+    """
     global _latencies
     now = time.time()
+    if task.payload.get("warmup"):
+        return
     if _latencies is None:
-        _latencies = open(os.environ["BENCH_LATENCY_FILE"], "a", buffering=1)
+        path = os.path.join(os.environ["BENCH_LATENCY_DIR"], f"{os.getpid()}.txt")
+        _latencies = open(path, "a", buffering=1)
     _latencies.write(f"{now - task.payload['t']:.6f}\n")
 
 
