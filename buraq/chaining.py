@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from buraq import keys, outputs, streams, wire
+from buraq import connection, keys, outputs, streams, wire
 from buraq.backoff import pause_after
 from buraq.builtin.codecs import JsonCodec
 from buraq.config import Pipeline, find_pipeline, payload_checker
@@ -77,7 +76,7 @@ class Chain:
         for attempt in range(1, FORWARD_TRIES + 1):
             try:
                 added, child = await streams.enqueue_once(self._redis, target.stream, dedup_key, target.window, fields)
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_TROUBLE as exc:
                 if attempt == FORWARD_TRIES:
                     raise
                 log.warning("%s: forward to %s failed (%s); trying again", self._source.name, target.name, exc)

@@ -212,6 +212,8 @@ def _serve(args: argparse.Namespace) -> int:
     from buraq.runtime import ServeOptions, serve
     from buraq.supervisor import SUPERVISED_ENV, supervise
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before serving has nothing to reload; never die of it
+
     registry = load_plugins(args.plugins_dir)
     pipelines = load_pipelines(args.paths, handlers=registry.handlers, codecs=registry.codecs,
                                options_schemas=registry.options_schemas())

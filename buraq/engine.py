@@ -90,6 +90,14 @@ class PipelineWorker:
     def in_flight(self) -> int:
         return len(self._running)
 
+    @property
+    def consumer(self) -> str:
+        return self._consumer
+
+    def retarget(self, chain: Chain | None) -> None:
+        """Forward to the targets as they are now (a reload may have changed a target's stream or codec)."""
+        self._chain = chain
+
     def stop(self) -> None:
         """Stop reading and taking over entries; running tasks go on (and keep their leases)."""
         self._stopping.set()
@@ -195,8 +203,10 @@ class PipelineWorker:
 
     def _dispatch(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
                   admission: Admission | None = None) -> None:
-        if entry_id in self._running:
-            return  # already running here: the history walk and a reclaim pass can both hand it over
+        if entry_id in self._running:  # already running here: the history walk and a reclaim pass can both hand it over
+            if self._gate is not None and admission is not None and admission.permit:
+                asyncio.create_task(self._gate.release([admission.permit]))  # the permit came with this copy
+            return
         if self._gate is None:
             task = asyncio.create_task(self._process(entry_id, fields, deliveries))
         else:

@@ -25,7 +25,7 @@ from buraq.process_pool import ProcessPool
 log = logging.getLogger("buraq.fleet")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: members live in sets while they retire
 class Member:
     worker: PipelineWorker
     run: asyncio.Task[None]
@@ -64,6 +64,9 @@ class Fleet:
         self._plugins_dir = plugins_dir
         self._generation = 0
         self.members: dict[str, Member] = {}
+        self.retiring: set[Member] = set()  # removed or changed, still draining
+        self._leaving: dict[Member, asyncio.Task[None]] = {}
+        self.closing = False
         self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     @property
@@ -72,6 +75,8 @@ class Fleet:
 
     def start(self, pipeline: Pipeline, everyone: Sequence[Pipeline], consumer: str | None = None) -> None:
         """Build the pipeline's worker and executor and start reading (``everyone``: its possible outputs)."""
+        if self.closing:
+            return
         handler = self._registry.handler(pipeline.handler)
         threads = processes = None
         if not handler.is_async and pipeline.executor == "process":
@@ -107,42 +112,71 @@ class Fleet:
         changes = Changes(added=[n for n in wanted if n not in self.members],
                           removed=[n for n in self.members if n not in wanted],
                           changed=[n for n in wanted if n in self.members and self.members[n].worker.pipeline != wanted[n]])
-        for name in changes.added:
-            self.start(wanted[name], pipelines)
-        retiring = [self._retire(name, grace) for name in changes.removed + changes.changed]
-        leftovers = dict(zip(changes.removed + changes.changed, await asyncio.gather(*retiring)))
-        for name in changes.changed:
-            consumer = None
-            if leftovers[name]:
-                # The old settings' tasks still run under our consumer name: a new reader under the same
-                # name would read them back as its own history and run them twice. A fresh name does not.
-                self._generation += 1
-                consumer = f"{self._consumer}~{self._generation}"
-                log.warning("%s: %d task(s) under the old settings outlived the grace period; the new settings "
-                            "start as consumer %s", name, leftovers[name], consumer)
-            self.start(wanted[name], pipelines, consumer)
+        await asyncio.gather(*(self._retire(name, grace) for name in changes.removed + changes.changed))
+        for name in changes.added + changes.changed:
+            if not self.closing:  # a stop came while the old ones drained: start nothing more
+                self.start(wanted[name], pipelines, self._free_name(name))
+        for member in self.members.values():  # a target's stream, codec or schema may have changed
+            member.worker.retarget(Chain.build(member.worker.pipeline, pipelines, self._registry.codec,
+                                               self._require_redis()))
         return changes
 
-    async def _retire(self, name: str, grace: float) -> int:
-        """Stop reading, let running tasks finish (up to ``grace``), then leave the group if nothing is left."""
+    def _free_name(self, pipeline: str) -> str | None:
+        """Our consumer name, unless a retiring reader of this pipeline still holds it: then a fresh one.
+
+        A new reader under a name whose entries still run would read them back as its own history and
+        run them twice, and the old reader's leave would mark the name dead under the new one's feet.
+        """
+        if not any(m.worker.pipeline.name == pipeline and m.worker.consumer == self._consumer for m in self.retiring):
+            return None
+        self._generation += 1
+        fresh = f"{self._consumer}~{self._generation}"
+        log.warning("%s: tasks under the old settings still run as consumer %s; the new settings start as %s",
+                    pipeline, self._consumer, fresh)
+        return fresh
+
+    async def _retire(self, name: str, grace: float) -> None:
+        """Stop reading, let running tasks finish (up to ``grace``), then leave the group if nothing is left;
+        tasks that outlive the grace keep their lease until they end, and then it leaves."""
         member = self.members.pop(name)
+        self.retiring.add(member)  # a shutdown meanwhile drains it with the rest
         member.worker.stop()
         await asyncio.gather(member.run, return_exceptions=True)
-        left = await member.worker.drain(grace)
-        if left:
-            asyncio.create_task(self._leave_when_done(member), name=f"retire:{name}")
-            return left
-        await member.worker.leave()
-        member.close()
-        return 0
+        if await member.worker.drain(grace):
+            self._leaving[member] = asyncio.create_task(self._leave_when_done(member), name=f"retire:{name}")
+            return
+        await self._leave(member)
 
     async def _leave_when_done(self, member: Member) -> None:
-        """Tasks that outlived the grace keep their lease until they end; then the old reader leaves."""
         while await member.worker.drain(60.0):
             pass
+        await self._leave(member)
+
+    async def _leave(self, member: Member) -> None:
         await member.worker.leave()
         member.close()
+        self.retiring.discard(member)
+        self._leaving.pop(member, None)
+
+    def stop_reading(self) -> list[asyncio.Task[None]]:
+        """Shutdown, step 1: no reader reads again and no reload starts one; the readers to wait for."""
+        self.closing = True
+        for member in [*self.members.values(), *self.retiring]:
+            member.worker.stop()
+        return [member.run for member in self.members.values()]
+
+    async def drain_and_leave(self, grace: float) -> int:
+        """Shutdown, step 2: drain every reader, retiring ones included; leave the groups only if nothing
+        is left running, so nobody takes over live work. Returns how many tasks were left."""
+        for task in self._leaving.values():
+            task.cancel()  # their drain joins this one
+        await asyncio.gather(*self._leaving.values(), return_exceptions=True)
+        workers = [member.worker for member in [*self.members.values(), *self.retiring]]
+        left = sum(await asyncio.gather(*(worker.drain(grace) for worker in workers)))
+        if not left:
+            await asyncio.gather(*(worker.leave() for worker in workers))
+        return left
 
     def close(self) -> None:
-        for member in self.members.values():
+        for member in [*self.members.values(), *self.retiring]:
             member.close()

@@ -20,9 +20,8 @@ import random
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from buraq import streams
+from buraq import connection, streams
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.limits")
@@ -91,7 +90,7 @@ class DispatchGate:
         self.held.difference_update(names)
         try:
             await streams.permits_release(self._redis, self._pipeline, names)
-        except (RedisError, OSError) as exc:
+        except connection.REDIS_TROUBLE as exc:
             log.warning("%s: could not give back %d permit(s) (%s); they expire within a lease",
                         self._pipeline.name, len(names), exc)
 
@@ -103,7 +102,7 @@ class DispatchGate:
                 continue
             try:
                 lost = await streams.permits_refresh(self._redis, self._pipeline, sorted(self.held))
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_TROUBLE as exc:
                 log.warning("%s: permit refresh failed (%s)", self._pipeline.name, exc)
                 continue
             if lost:

@@ -50,7 +50,11 @@ class Reloader:
         while True:
             await self._wanted.wait()
             self._wanted.clear()  # a SIGHUP during this reload asks for one more afterwards
-            await self.reload_once()
+            try:
+                await self.reload_once()
+            except Exception:  # say so, and stay ready for the next SIGHUP
+                log.exception("reload failed part way; the pipelines that started run on, and the next SIGHUP "
+                              "tries again")
 
     async def reload_once(self) -> Changes | None:
         """Load, check and apply the files; None when they were refused."""
@@ -70,7 +74,8 @@ class Reloader:
 def checked_pipelines(paths: Sequence[str], registry: Registry) -> list[Pipeline] | None:
     """The pipelines the files define now, or None (after logging every problem with file and line)."""
     try:
-        pipelines = load_pipelines(paths, handlers=registry.handlers, codecs=registry.codecs)
+        pipelines = load_pipelines(paths, handlers=registry.handlers, codecs=registry.codecs,
+                                   options_schemas=registry.options_schemas())
         if not pipelines:
             raise BuraqError(f"no pipelines found in {', '.join(paths)}")
         jobs_for(pipelines, registry)  # a schedule payload its codec cannot encode

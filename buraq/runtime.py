@@ -43,8 +43,8 @@ class ServeOptions:
     burst: bool = False
     consumer: str | None = None
     plugins_dir: str | None = None
-    dashboard: Policy | None = None
-    paths: tuple[str, ...] = ("pipelines",)  # re-read on SIGHUP  # None: /metrics and /healthz only
+    dashboard: Policy | None = None  # None: /metrics and /healthz only
+    paths: tuple[str, ...] = ("pipelines",)  # re-read on SIGHUP
 
 
 def default_consumer_name() -> str:
@@ -85,7 +85,7 @@ async def serve(pipelines: list[Pipeline], registry: Registry, options: ServeOpt
             task.cancel()
         await reload.stop_scheduler()  # no new ticks while draining (a Lua step in flight completes in Redis or not at all)
         await asyncio.gather(*background, return_exceptions=True)
-        return await _drain_and_leave(fleet.workers, options.grace)
+        return await _drain_and_leave(fleet, options.grace)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -125,19 +125,16 @@ async def _run_until_stopped(stop: asyncio.Event, fleet: Fleet, burst: bool, red
     if fleet.failed in done:
         waiter.cancel()
         raise fleet.failed.result()  # a pipeline's reader died: stop everything and say why
-    for worker in fleet.workers:
-        worker.stop()
-    await asyncio.gather(*(member.run for member in fleet.members.values()), return_exceptions=True)
+    await asyncio.gather(*fleet.stop_reading(), return_exceptions=True)
 
 
-async def _drain_and_leave(workers: list[PipelineWorker], grace: float) -> int:
+async def _drain_and_leave(fleet: Fleet, grace: float) -> int:
     """Drain; leave the groups only when nothing is left running, so nobody takes over live work."""
-    left = sum(await asyncio.gather(*(w.drain(grace) for w in workers)))
+    left = await fleet.drain_and_leave(grace)
     if left:
         log.warning("grace period of %.0fs ran out with %d task(s) running; they stay pending in Redis and "
                     "are taken over by other workers once this one's lease runs out", grace, left)
         return EXIT_DRAIN_INCOMPLETE
-    await asyncio.gather(*(w.leave() for w in workers))
     log.info("drained; all acknowledgements flushed")
     return EXIT_OK
 

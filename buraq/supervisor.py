@@ -46,8 +46,10 @@ class ChildSpec:
 
     def argv(self, index: int) -> list[str]:
         options = self.options
+        # --processes 1: a child must never supervise ($BURAQ_PROCESSES is in its environment too).
+        # The Redis URL goes in the environment, not argv, where `ps` would show its password.
         argv = [sys.executable, "-m", "buraq", "--log-level", self.log_level, "serve", *self.paths,
-                "--redis-url", options.redis_url, "--listen", "off", "--grace", f"{options.grace}s"]
+                "--processes", "1", "--listen", "off", "--grace", f"{options.grace}s"]
         if options.plugins_dir:
             argv += ["--plugins-dir", options.plugins_dir]
         if options.burst:
@@ -57,7 +59,8 @@ class ChildSpec:
         return argv
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir, SUPERVISED_ENV: str(os.getpid())}
+        return {**os.environ, "BURAQ_REDIS_URL": self.options.redis_url, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+                SUPERVISED_ENV: str(os.getpid())}
 
 
 @dataclass
@@ -79,7 +82,10 @@ class Supervisor:
         failures = 0
         while True:
             started = time.monotonic()
-            child = await asyncio.create_subprocess_exec(*self.spec.argv(index), env=self.spec.env())
+            # A session of its own: a terminal's Ctrl-C (or systemd's stop of the whole group) reaches
+            # only the supervisor, which passes one signal on; two would make each child exit at once.
+            child = await asyncio.create_subprocess_exec(*self.spec.argv(index), env=self.spec.env(),
+                                                         start_new_session=True)
             self.live[index] = child
             if self.stopping.is_set():  # a signal came while it started: pass it on
                 child.send_signal(signal.SIGTERM)

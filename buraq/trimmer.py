@@ -11,9 +11,8 @@ import asyncio
 import logging
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from buraq import streams
+from buraq import connection, streams
 from buraq.backoff import pause_after
 from buraq.config import Pipeline
 
@@ -32,7 +31,7 @@ async def trim_once(redis: aioredis.Redis, pipeline: Pipeline, timeout: float = 
                 removed += batch
                 if batch < streams.TRIM_BATCH:
                     return removed
-    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+    except (*connection.REDIS_TROUBLE, asyncio.TimeoutError) as exc:
         log.debug("%s: trimming the stream failed (%s)", pipeline.name, exc)
         return -1
 

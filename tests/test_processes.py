@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,3 +161,49 @@ def test_burst_with_processes_exits_when_everything_is_done(project: Project) ->
                            "--listen", "off")
     assert result.returncode == 0, result.stderr
     assert sorted(_ok_by_pid(project)) == sorted(ids)
+
+
+def test_children_never_supervise_and_never_show_the_redis_url(project: Project) -> None:
+    # Given BURAQ_PROCESSES=2 in the environment (children inherit it) and a password in the Redis URL
+    project.plugin("pids.py", PID_PLUGIN)
+    project.pipeline("env", "handler: test.pid_ok\n")
+    url = project.redis_url.replace("redis://", "redis://default:sekrit-pw@", 1) if project.redis_url.startswith(
+        "redis://") and "@" not in project.redis_url else project.redis_url
+    server = project.serve(env=project.env(BURAQ_PROCESSES="2", REDIS_URL=url))
+    server.wait_ready()
+    children = wait_for(lambda: len(_children(server)) == 2 and _children(server), message="two children")
+    time.sleep(1.5)  # long enough for a child that wrongly supervised to have started its own
+
+    # Then there are exactly two workers, none with children of its own, and no argv holds the URL
+    assert _children(server) == children
+    for pid in children:
+        assert not Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert "sekrit-pw" not in Path(f"/proc/{pid}/cmdline").read_text()
+    server.signal(signal.SIGTERM)
+    assert server.wait(60) == 0
+
+
+def test_ctrl_c_to_the_whole_process_group_drains_once(project: Project) -> None:
+    # Given `serve --processes 2` started as a terminal would (its own process group), running 1 s tasks
+    project.plugin("pids.py", PID_PLUGIN)
+    name = project.pipeline("ctrlc", "handler: test.pid_ok\npool: 2\noptions: {seconds: 1}\n")
+    log = open(project.root / "ctrlc.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "buraq", "serve", "pipelines", "--plugins-dir", "plugins",
+                                "--listen", "off", "--processes", "2"], cwd=project.root, env=project.env(),
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        server = Server(process, 0, Path(log.name))
+        wait_for(lambda: server.output().count("serving 1 pipeline(s)") == 2, message="two children serving")
+        ids = project.buraq("enqueue", name, input="{}\n" * 4).stdout.split()
+        wait_for(lambda: len(project.recorded("start")) == 4, message="four tasks running")
+
+        # When Ctrl-C reaches the whole foreground process group
+        os.killpg(process.pid, signal.SIGINT)
+
+        # Then the children drain (their running tasks finish) instead of exiting at once with 130
+        assert process.wait(60) == 0, server.output()
+        assert sorted(_ok_by_pid(project)) == sorted(ids)
+        assert "exiting now" not in server.output()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -106,3 +106,43 @@ def test_supervisor_checks_once_and_every_child_reloads(recorder: Project) -> No
              message="slots of the new pipeline summed over both children")
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+def test_a_pipeline_re_added_while_its_old_task_still_runs_does_not_run_it_twice(recorder: Project) -> None:
+    # Given a pipeline running a 4 s task (beside one that stays), and a grace period of 1 s
+    recorder.pipeline("stays", "handler: test.ok\n")
+    name = recorder.pipeline("comeback", "handler: test.slow\noptions: {seconds: 4}\n")
+    body = (recorder.pipelines / "comeback.yaml").read_text()
+    server = recorder.serve("--grace", "1s")
+    server.wait_ready()
+    task_id = recorder.buraq("enqueue", name, "{}").stdout.strip()
+    wait_for(lambda: recorder.recorded("start"), message="the slow task started")
+
+    # When the pipeline is removed (its task outlives the grace and runs on) and then added back
+    (recorder.pipelines / "comeback.yaml").unlink()
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: _reloaded(server), message="the removal")
+    (recorder.pipelines / "comeback.yaml").write_text(body)
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: _reloaded(server, times=2), message="the re-adding")
+
+    # Then the new reader starts under a fresh consumer name, and the task ran once and ended once
+    wait_for(lambda: task_id in _done(recorder), timeout=30, message="the slow task done")
+    time.sleep(2)  # a second run, if any, would have started by now
+    assert recorder.recorded("start") == [task_id]
+    assert _done(recorder) == [task_id]
+    assert "the new settings start as" in server.output()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_a_reload_checks_handler_options_as_a_start_does(recorder: Project) -> None:
+    name = recorder.pipeline("opts", "handler: builtin.sleep\noptions: {seconds: 0}\n")
+    server = recorder.serve()
+    server.wait_ready()
+    (recorder.pipelines / "opts.yaml").write_text(f"name: {name}\nhandler: builtin.sleep\noptions: {{secondz: 5}}\n")
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in server.output(), message="the refusal")
+    assert "opts.yaml:3: unknown key options.secondz" in server.output()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
