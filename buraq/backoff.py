@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import random
 
 from buraq.config import Backoff
@@ -28,3 +30,12 @@ def retry_delay(policy: Backoff, failed_attempt: int, rand: random.Random | None
 def pause_after(failures: int, first: float, cap: float) -> float:
     """Seconds to wait after ``failures`` failures in a row of a Redis step: ``first`` doubling, capped."""
     return min(cap, first * 2 ** min(failures, 16))
+
+
+async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if ``event`` is set meanwhile (a stop, say); True when it was set."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return event.is_set()

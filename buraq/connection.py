@@ -90,10 +90,6 @@ async def connect(url: str, give_up_after: float | None = None,
     return client(url, max_connections, cluster=True)
 
 
-def is_cluster(redis: aioredis.Redis | RedisCluster) -> bool:
-    return isinstance(redis, RedisCluster)
-
-
 async def _cluster_enabled(redis: aioredis.Redis) -> bool:
     try:
         info = await redis.info("cluster")

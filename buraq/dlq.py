@@ -21,21 +21,27 @@ Row = dict[str, str]
 
 @dataclass(frozen=True)
 class Selection:
-    """Which DLQ rows an operator picked: by ids, by error type, by reason, or all of them."""
+    """Which DLQ rows an operator picked: by ids (a DLQ entry id or a task id), by DLQ entry ids only
+    (what a screen showing one row means: a task id may equal another row's entry id), by error type,
+    by reason, or all of them."""
 
     ids: Sequence[str] = ()
     error_type: str | None = None
     reason: str | None = None
     everything: bool = False
+    entries: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        chosen = sum((bool(self.ids), self.error_type is not None, self.reason is not None, self.everything))
+        chosen = sum((bool(self.ids), bool(self.entries), self.error_type is not None, self.reason is not None,
+                      self.everything))
         if chosen != 1:
-            raise ValueError("pick exactly one of: ids, error_type, reason, all")
+            raise ValueError("pick exactly one of: ids, entries, error_type, reason, all")
 
     def matches(self, row: Row) -> bool:
         if self.everything:
             return True
+        if self.entries:
+            return row["entry"] in self.entries
         if self.ids:
             return row["entry"] in self.ids or row.get("id") in self.ids
         if self.error_type is not None:

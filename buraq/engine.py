@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 
 from buraq import connection, streams, trimmer, wire
 from buraq.acks import AckBatcher
-from buraq.backoff import pause_after, retry_delay
+from buraq.backoff import pause_after, retry_delay, sleep_unless
 from buraq.chaining import Chain
 from buraq.config import Pipeline, payload_checker
 from buraq.execution import HandlerRunner
@@ -187,7 +187,7 @@ class PipelineWorker:
                 failures += 1
                 delay = pause_after(failures, 0.2, 30.0)
                 log.warning("%s: read failed (%s); retrying in %.1fs", self.pipeline.name, exc, delay)
-                await self._sleep_unless_stopping(delay)
+                await sleep_unless(self._stopping, delay)
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self._recreate_group()
                 continue
@@ -237,12 +237,6 @@ class PipelineWorker:
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: internal error while processing a task", self.pipeline.name, exc_info=task.exception())
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
 
     async def _gated(self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int,
                      admission: Admission | None) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import redis.asyncio as aioredis
 
 from buraq import connection, streams
+from buraq.backoff import sleep_unless
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.leases")
@@ -78,10 +79,7 @@ class Leases:
                         pause = 0  # more of the pending list to look at: go on now
                 except connection.REDIS_TROUBLE as exc:
                     log.warning("%s: reclaim scan failed (%s)", self._pipeline.name, exc)
-            try:
-                await asyncio.wait_for(stopping.wait(), pause)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(stopping, pause)
 
     async def leave(self) -> None:
         """Stop being alive for this pipeline: leftovers become claimable at once."""

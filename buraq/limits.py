@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from buraq import connection, streams
+from buraq.backoff import sleep_unless
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.limits")
@@ -116,7 +117,7 @@ class DispatchGate:
             if granted:
                 self.held.update(granted)
                 return granted
-            await _sleep_unless(stopping, PERMIT_POLL * random.uniform(0.5, 1.5))
+            await sleep_unless(stopping, PERMIT_POLL * random.uniform(0.5, 1.5))
         return []
 
     async def _take_rate(self, wanted: int, stopping: asyncio.Event) -> tuple[int, float]:
@@ -125,12 +126,6 @@ class DispatchGate:
             slots, seconds = await streams.rate_take(self._redis, self._pipeline, wanted, LOOK_AHEAD)
             if slots:
                 return slots, seconds
-            await _sleep_unless(stopping, seconds)
+            await sleep_unless(stopping, seconds)
         return 0, 0.0
 
-
-async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stopping.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from buraq.config import Pipeline
 from buraq import __version__, connection, metrics, streams, web
+from buraq.backoff import sleep_unless
 from buraq.engine import Observers, PipelineWorker
 from buraq.gauges import PipelineGauges
 from buraq.plugins import Registry
@@ -148,10 +149,7 @@ async def _wait_for_stop(stop: asyncio.Event, fleet: Fleet, burst: bool, redis: 
         if all(worker.idle for worker in workers) and not await _anything_pending(redis, workers):
             log.info("burst mode: every pipeline is idle; stopping")
             return
-        try:
-            await asyncio.wait_for(stop.wait(), 0.1)
-        except asyncio.TimeoutError:
-            pass
+        await sleep_unless(stop, 0.1)
 
 
 async def _anything_pending(redis: Redis, workers: list[PipelineWorker]) -> bool:

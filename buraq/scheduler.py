@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from buraq import connection, schedules, streams
+from buraq.backoff import sleep_unless
 from buraq.config import Pipeline
 from buraq.errors import BuraqError
 from buraq.plugins import Registry
@@ -48,10 +49,7 @@ class Scheduler:
             except connection.REDIS_TROUBLE as exc:
                 log.warning("scheduler pass failed (%s); trying again", exc)
                 pause = MAX_SLEEP
-            try:
-                await asyncio.wait_for(stopping.wait(), pause)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(stopping, pause)
 
     async def run_once(self) -> float:
         """One pass over every schedule; returns seconds until the next tick is due (at most MAX_SLEEP)."""

@@ -264,10 +264,6 @@ async def schedule_finished(redis: aioredis.Redis, pipeline: Pipeline, schedule:
     await _script(redis, "clear_marker")(keys=[pipeline.overlap_marker(schedule)], args=[task_id])
 
 
-async def delayed_count(redis: aioredis.Redis, pipeline: Pipeline) -> int:
-    return await redis.zcard(pipeline.delayed)
-
-
 async def queue_state(redis: aioredis.Redis, pipeline: Pipeline) -> dict[str, Any]:
     """A pipeline's queue as Redis sees it, in one round trip; the source of `buraq status` and the gauges.
 

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from buraq import __version__, connection, web
-from buraq.backoff import pause_after
+from buraq.backoff import pause_after, sleep_unless
 from buraq.config import Pipeline
 from buraq.gauges import PipelineGauges
 from buraq.plugins import Registry
@@ -98,11 +98,8 @@ class Supervisor:
             delay = pause_after(failures - 1, 0.5, 30.0)
             log.warning("process %d (pid %d) exited with code %d; starting it again in %.1fs (its pending "
                         "tasks are taken over when its lease runs out)", index, child.pid, code, delay)
-            try:
-                await asyncio.wait_for(self.stopping.wait(), delay)
+            if await sleep_unless(self.stopping, delay):
                 return code
-            except asyncio.TimeoutError:
-                pass
 
     def reload(self, check: Callable[[], list[Pipeline] | None], current: list[Pipeline]) -> None:
         """SIGHUP: check the files here once; only valid ones reach the children, which reload themselves."""

@@ -13,7 +13,7 @@ import logging
 import redis.asyncio as aioredis
 
 from buraq import connection, streams
-from buraq.backoff import pause_after
+from buraq.backoff import pause_after, sleep_unless
 from buraq.config import Pipeline
 
 log = logging.getLogger("buraq.trimmer")
@@ -42,7 +42,4 @@ async def trim_forever(redis: aioredis.Redis, pipeline: Pipeline, stopping: asyn
     while not stopping.is_set():
         failures = failures + 1 if await trim_once(redis, pipeline) < 0 else 0
         pause = pause_after(failures, TRIM_INTERVAL / 2, 30.0) if failures else TRIM_INTERVAL
-        try:
-            await asyncio.wait_for(stopping.wait(), pause)
-        except asyncio.TimeoutError:
-            pass
+        await sleep_unless(stopping, pause)

@@ -85,3 +85,12 @@ def test_purge_asks_for_confirmation_and_deletes_only_what_was_picked(dead: tupl
     assert by_id.returncode == 0 and "deleted 1 entries" in by_id.stdout
     remaining = sorted(fields[b"id"].decode() for _, fields in redis.xrange(f"buraq:{{{name}}}:dlq"))
     assert remaining == sorted([ids[0], ids[2]])
+
+
+def test_a_selection_by_entry_never_catches_a_row_whose_task_id_looks_the_same() -> None:
+    from buraq.dlq import Selection
+
+    # A DLQ entry id and another row's task id can be equal (separate streams, same millisecond)
+    rows = [{"entry": "1700000000005-0", "id": "1700000000001-0"}, {"entry": "1700000000001-0", "id": "t-9"}]
+    assert [r["id"] for r in rows if Selection(entries=("1700000000001-0",)).matches(r)] == ["t-9"]
+    assert len([r for r in rows if Selection(ids=("1700000000001-0",)).matches(r)]) == 2  # `--id` means either

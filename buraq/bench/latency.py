@@ -7,7 +7,6 @@ ago that was when it starts, one file per serve process; both ends read the same
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path

@@ -145,18 +145,21 @@ def purge(context: Context, name: str, body: bytes) -> dict[str, Any]:
 
 
 def _selection(body: bytes) -> dlq.Selection:
-    """A JSON body with exactly one of: ids (list), error_type, reason, all (true)."""
+    """A JSON body with exactly one of: ids or entries (lists), error_type, reason, all (true)."""
     try:
         wanted = json.loads(body or b"{}")
     except ValueError:
         raise BadRequest("the body must be JSON") from None
     if not isinstance(wanted, dict):
         raise BadRequest("the body must be a JSON object")
-    ids = wanted.get("ids", [])
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise BadRequest("ids must be a list of strings")
+    lists = {}
+    for key in ("ids", "entries"):
+        lists[key] = wanted.get(key, [])
+        if not isinstance(lists[key], list) or not all(isinstance(i, str) for i in lists[key]):
+            raise BadRequest(f"{key} must be a list of strings")
     try:
-        return dlq.Selection(ids=tuple(ids), error_type=wanted.get("error_type"), reason=wanted.get("reason"),
+        return dlq.Selection(ids=tuple(lists["ids"]), entries=tuple(lists["entries"]),
+                             error_type=wanted.get("error_type"), reason=wanted.get("reason"),
                              everything=wanted.get("all") is True)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None

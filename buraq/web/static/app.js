@@ -144,7 +144,7 @@ async function refreshDeadLetters() {
 }
 
 function describe(selection) {
-  if (selection.ids) return `${selection.ids.length} dead-lettered task(s)`;
+  if (selection.ids || selection.entries) return `${(selection.ids || selection.entries).length} dead-lettered task(s)`;
   if (selection.error_type) return `every dead-lettered ${selection.error_type}`;
   if (selection.reason) return `every dead-lettered task with reason ${selection.reason}`;
   return "every dead-lettered task";
@@ -180,7 +180,7 @@ async function inspect(pipeline, entry) {
   for (const button of buttons) button.disabled = false;
   const run = (action) => async () => {
     try {
-      const outcome = await act(pipeline, action, { ids: [entry] }, `task ${row.id || entry}`);
+      const outcome = await act(pipeline, action, { entries: [entry] }, `task ${row.id || entry}`);
       if (!outcome) return;
       result.textContent = action === "replay" ? `replayed: ${outcome.replayed.join(", ") || "none"}`
                                                : `deleted: ${outcome.deleted}`;

@@ -48,6 +48,8 @@ async def request(task: buraq.Task) -> Any:
         response = await pool.client().request(
             settings.method, settings.url, content=content, headers=headers,
             timeout=settings.timeout, follow_redirects=settings.follow_redirects)
+    except httpx.LocalProtocolError:  # our own request is not valid HTTP; its message may quote a header value
+        raise buraq.Reject(f"{where}: the request is not valid HTTP (check the headers)") from None
     except httpx.TimeoutException as exc:
         raise HttpError(f"{where}: timed out after {settings.timeout:g}s ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:  # connect, read, write, protocol and proxy errors

@@ -66,6 +66,10 @@ def read_options(options: dict[str, Any]) -> Settings:
         path = [str(part) for part in error.absolute_path]
         message = _PLAIN_WORDS.get(path[0]) if path else None  # never echo a URL or header value
         raise buraq.Reject(f"{HANDLER}: bad options: {'.'.join(path) or 'options'}: {message or error.message}")
+    for name, value in options.get("headers", {}).items():
+        if any(bad in value for bad in "\r\n\x00"):  # h11 would refuse it with the value (a token) in its message
+            raise buraq.Reject(f"{HANDLER}: bad options: headers.{name}: the value holds a line break or NUL "
+                               "(a secret read from a file with its newline?)")
     method = options.get("method", "POST")
     timeout = parse_duration(options["timeout"]) if "timeout" in options else DEFAULT_TIMEOUT
     if timeout <= 0:

@@ -130,6 +130,13 @@ def test_bad_options_reject_with_a_clear_message(options: dict[str, Any], messag
     assert "12345" not in str(caught.value)
 
 
+def test_a_header_value_with_a_line_break_rejects_without_showing_it(endpoint: Endpoint) -> None:
+    # A token read from a file often keeps its newline; h11 would refuse it, quoting the token
+    with pytest.raises(buraq.Reject, match="headers.Authorization: the value holds a line break") as caught:
+        call(task({}, url=endpoint.url("/echo"), headers={"Authorization": "Bearer SECRET123\n"}))
+    assert "SECRET123" not in str(caught.value)
+
+
 def test_an_unserialisable_payload_rejects(endpoint: Endpoint) -> None:
     with pytest.raises(buraq.Reject, match="cannot be sent as JSON"):
         call(task({"when": object()}, url=endpoint.url("/echo")))

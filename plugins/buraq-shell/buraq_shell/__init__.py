@@ -73,9 +73,15 @@ def _stdin(task: buraq.Task, settings: Settings) -> bytes | None:
         raise buraq.Reject(f"{HANDLER}: the payload cannot be sent as JSON: {exc}") from None
 
 
+# The worker's own settings and credentials (the Redis URL with its password, the dashboard token,
+# the metrics folder) are not the command's business: a command gets them only through ``env``.
+_WORKER_ONLY = ("BURAQ_", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
+
+
 def _environment(task: buraq.Task, settings: Settings) -> dict[str, str]:
-    """The worker's environment, the task's identity (for idempotency), then the pipeline's ``env``."""
-    return {**os.environ, "BURAQ_TASK_ID": task.id, "BURAQ_ATTEMPT": str(task.attempt),
+    """The worker's environment less its own secrets, the task's identity (for idempotency), then ``env``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(_WORKER_ONLY)}
+    return {**inherited, "BURAQ_TASK_ID": task.id, "BURAQ_ATTEMPT": str(task.attempt),
             "BURAQ_PIPELINE": task.pipeline, **settings.env}
 
 

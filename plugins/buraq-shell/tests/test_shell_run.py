@@ -49,6 +49,18 @@ def test_env_additions_and_working_directory(tmp_path: Path) -> None:
     assert out == f"hi there {tmp_path.resolve()}\n"
 
 
+def test_the_workers_own_secrets_stay_out_of_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a worker whose environment holds its Redis URL and dashboard token
+    monkeypatch.setenv("REDIS_URL", "redis://default:pw-1@db:6379/0")
+    monkeypatch.setenv("BURAQ_DASHBOARD_TOKEN", "token-2-token-2-token-2")
+    monkeypatch.setenv("LANG_FOR_TEST", "kept")
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    seen = call(task({}, command=[PY, "-c", script], stdin="none", output="json", env={"API_TOKEN": "given"}))
+    # Then the command sees neither, but everything else, its own task id, and what `env` gives it
+    assert "REDIS_URL" not in seen and "BURAQ_DASHBOARD_TOKEN" not in seen
+    assert (seen["LANG_FOR_TEST"], seen["API_TOKEN"], seen["BURAQ_TASK_ID"]) == ("kept", "given", "1700000000000-0")
+
+
 def test_args_come_from_payload_fields_as_single_arguments() -> None:
     payload = {"user": {"name": "ada lovelace"}, "n": 3, "flag": True, "note": "-rf; rm -rf / $(id)", "tags": ["a"]}
     args = ["--user={user.name}", "{n}", "{flag}", "{{literal}}", "{tags.0}", "--", "{note}"]
