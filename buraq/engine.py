@@ -36,6 +36,8 @@ READ_BLOCK_MS = 1000
 # How often each worker looks for due delayed tasks when it knows of none sooner: producers in
 # other processes cannot wake it, so this bounds how late a newly delayed task can start.
 PROMOTE_POLL = 0.1
+# How often a read loop looks again while taken-over entries wait at the gate for limits.
+GATE_YIELD = 0.05
 # The longest a DLQ entry keeps of an error message and traceback.
 MAX_ERROR_TEXT = 8192
 
@@ -72,6 +74,7 @@ class PipelineWorker:
         self._consumer = consumer
         self._observers = observers
         self._chain = chain  # forwards results to `output:` targets before the ack
+        self._waiting_at_gate = 0  # taken-over entries waiting for a permit or rate slot
         self._gate = gate  # shared `rate_limit` / `concurrency`, checked before each read
         self._permit_refresher: asyncio.Task[None] | None = None
         self._check_payload = payload_checker(pipeline)
@@ -170,6 +173,9 @@ class PipelineWorker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            if self._waiting_at_gate:  # taken-over entries first: a read would hold the permits they wait for
+                await sleep_unless(self._stopping, GATE_YIELD)
+                continue
             admitted: list[Admission] | None = None
             try:
                 if self._gate is not None:
@@ -244,7 +250,11 @@ class PipelineWorker:
         gate = self._gate
         assert gate is not None
         if admission is None:
-            granted = await gate.acquire(1, self._stopping)
+            self._waiting_at_gate += 1
+            try:
+                granted = await gate.acquire(1, self._stopping)
+            finally:
+                self._waiting_at_gate -= 1
             if not granted:
                 return  # stopping: it stays pending, and is taken over once this worker has left
             admission = granted[0]
