@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeout
 
-from buraq import connection, dlq, schedules, streams
+from buraq import cli_operations as operations, connection
 from buraq.bench import add_arguments as add_bench_arguments
 from buraq.config import find_pipeline, load_pipelines
 from buraq.durations import parse_duration
-from buraq.embedded import EmbeddedRedis
-from buraq.errors import BuraqError, ConfigError
+from buraq.embedded import configured_or_embedded
+from buraq.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USER_ERROR, BuraqError, ConfigError
 from buraq.plugins import load_plugins
 from buraq.web.auth import Policy
 
-EXIT_USER_ERROR = 1
-EXIT_BUG = 3
-EXIT_INTERRUPTED = 130
 log = logging.getLogger("buraq.cli")
 
 
@@ -127,20 +122,20 @@ def _parser() -> argparse.ArgumentParser:
     schedule_list.add_argument("--json", action="store_true")
     _add_pipelines(schedule_list)
     _add_redis(schedule_list)
-    schedule_list.set_defaults(run=_schedule_list)
+    schedule_list.set_defaults(run=operations.schedule_list)
 
     status = command("status", help="per pipeline: queued, pending, delayed, dead-lettered, consumers")
     status.add_argument("--json", action="store_true")
     _add_pipelines(status)
     _add_redis(status)
-    status.set_defaults(run=_status)
+    status.set_defaults(run=operations.status)
 
     inspect = command("inspect", help="where one task is now: queued, pending (and where), delayed, dead-lettered")
     inspect.add_argument("task_id")
     inspect.add_argument("--json", action="store_true")
     _add_pipelines(inspect)
     _add_redis(inspect)
-    inspect.set_defaults(run=_inspect)
+    inspect.set_defaults(run=operations.inspect)
 
     dlq = command("dlq", help="read a pipeline's dead-letter stream")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -150,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per line, with payload and traceback")
     _add_pipelines(dlq_list)
     _add_redis(dlq_list)
-    dlq_list.set_defaults(run=_dlq_list)
+    dlq_list.set_defaults(run=operations.dlq_list)
 
     dlq_show = dlq_commands.add_parser("show", help="one dead-lettered task in full, traceback included",
                                        parents=[common])
@@ -159,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_show.add_argument("--json", action="store_true")
     _add_pipelines(dlq_show)
     _add_redis(dlq_show)
-    dlq_show.set_defaults(run=_dlq_show)
+    dlq_show.set_defaults(run=operations.dlq_show)
 
     for action, help_text in (("replay", "put dead-lettered tasks back on their stream (same task id, attempt 1)"),
                               ("purge", "delete dead-lettered tasks for good")):
@@ -175,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
             chosen.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         _add_pipelines(chosen)
         _add_redis(chosen)
-        chosen.set_defaults(run=_dlq_replay if action == "replay" else _dlq_purge)
+        chosen.set_defaults(run=operations.dlq_replay if action == "replay" else operations.dlq_purge)
 
     from buraq.authoring.commands import add_commands  # schema, echo, init, test
 
@@ -197,16 +192,6 @@ def _add_pipelines(parser: argparse.ArgumentParser) -> None:
                         help="where pipeline files are (default: pipelines)")
 
 
-@contextlib.contextmanager
-def _redis_url(explicit: str | None) -> Iterator[str]:
-    url = connection.configured_url(explicit)
-    if url is not None:
-        yield url
-        return
-    with EmbeddedRedis() as embedded_url:
-        yield embedded_url
-
-
 def _serve(args: argparse.Namespace) -> int:
     from buraq.lifetime import watch_parent
     from buraq.runtime import ServeOptions, serve
@@ -222,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
     listen = _listen_address(args.listen)
     processes = _process_count(args.processes)
     policy = _dashboard_policy(args, listen)  # refuse an unprotected dashboard before anything starts
-    with _redis_url(args.redis_url) as url:
+    with configured_or_embedded(args.redis_url) as url:
         options = ServeOptions(redis_url=url, listen=listen, grace=_duration_option("--grace", args.grace),
                                burst=args.burst, consumer=args.consumer, plugins_dir=args.plugins_dir,
                                dashboard=policy, paths=tuple(args.paths))
@@ -264,7 +249,7 @@ def _dashboard_policy(args: argparse.Namespace, listen: tuple[str, int] | None) 
 def _bench(args: argparse.Namespace) -> int:
     from buraq.bench import run
 
-    with _redis_url(args.redis_url) as url:
+    with configured_or_embedded(args.redis_url) as url:
         return run(args, url)
 
 
@@ -308,7 +293,7 @@ def _enqueue(args: argparse.Namespace) -> int:
                 return [await client.enqueue(pipeline.name, payloads[0])]
             return await client.enqueue_many(pipeline.name, payloads)
 
-    with _redis_url(args.redis_url) as url:
+    with configured_or_embedded(args.redis_url) as url:
         for task_id in asyncio.run(run(url)):
             print(task_id)
     return 0
@@ -362,164 +347,6 @@ def _plugins(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['handler']:<{width}}  {row['kind']:<5}  {row['plugin']}")
     return 0
-
-
-T = TypeVar("T")
-
-
-def _query(explicit_url: str | None, query: Callable[[Redis], Awaitable[T]]) -> T:
-    """Run one read-only query against the configured (or the embedded) Redis."""
-
-    async def run(url: str) -> T:
-        redis = await connection.connect(url, give_up_after=0)
-        try:
-            return await query(redis)
-        finally:
-            await redis.aclose()
-
-    with _redis_url(explicit_url) as url:
-        return asyncio.run(run(url))
-
-
-def _dlq_list(args: argparse.Namespace) -> int:
-    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-    total, rows = _query(args.redis_url, lambda redis: dlq.newest(redis, pipeline, args.count))
-    if args.json:
-        for row in rows:
-            print(json.dumps(row))
-        return 0
-    print(f"{pipeline.dlq}: {total} dead-lettered task(s); newest {len(rows)}:")
-    for row in rows:
-        print(f"{row['entry']}  task {row.get('id', '?')}  attempts {row.get('attempts', '?')}  "
-              f"{row.get('reason', '?')}  {row.get('error_type', '')}: {row.get('error', '')[:120]}")
-    return 0
-
-
-def _selection(args: argparse.Namespace) -> dlq.Selection:
-    """The DLQ rows that --id / --error-type / --reason / --all pick."""
-    return dlq.Selection(ids=tuple(args.id or ()), error_type=args.error_type, reason=args.reason,
-                         everything=args.all)
-
-
-def _dlq_show(args: argparse.Namespace) -> int:
-    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-    rows = _query(args.redis_url, lambda redis: dlq.find(redis, pipeline, args.id))
-    if not rows:
-        raise BuraqError(f"no entry {args.id!r} in {pipeline.dlq}")
-    for row in rows:
-        if args.json:
-            print(json.dumps(row))
-            continue
-        for key, value in row.items():
-            if key != "traceback":
-                print(f"{key:>13}: {value}")
-        if row.get("traceback"):
-            print("    traceback:\n" + row["traceback"].rstrip())
-    return 0
-
-
-def _dlq_replay(args: argparse.Namespace) -> int:
-    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-    outcome = _query(args.redis_url, lambda redis: dlq.replay(redis, pipeline, _selection(args)))
-    replayed, skipped = outcome["replayed"], outcome["skipped"]
-    if args.json:
-        print(json.dumps(outcome))
-    else:
-        print(f"replayed {len(replayed)} task(s) onto {pipeline.stream}" +
-              (f"; skipped {len(skipped)} entries with no task to replay: {', '.join(skipped)}" if skipped else ""))
-    return 0
-
-
-def _dlq_purge(args: argparse.Namespace) -> int:
-    pipeline = find_pipeline(load_pipelines([args.pipelines]), args.pipeline)
-    chosen = [r["entry"] for r in _query(args.redis_url, lambda redis: dlq.select(redis, pipeline, _selection(args)))]
-    if chosen and not args.yes:
-        if not sys.stdin.isatty():
-            raise BuraqError(f"purge would delete {len(chosen)} entries from {pipeline.dlq}; add --yes to confirm")
-        answer = input(f"Delete {len(chosen)} dead-lettered task(s) from {pipeline.dlq} for good? Type yes: ")
-        if answer.strip() != "yes":
-            print("nothing deleted")
-            return EXIT_USER_ERROR
-    deleted = _query(args.redis_url, lambda redis: dlq.purge(redis, pipeline, chosen))
-    print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} entries from {pipeline.dlq}")
-    return 0
-
-
-def _schedule_list(args: argparse.Namespace) -> int:
-    pipelines = [p for p in load_pipelines([args.pipelines]) if p.schedule]
-
-    async def query(redis: Redis) -> list[dict[str, Any]]:
-        rows = []
-        for pipeline in pipelines:
-            now = await streams.redis_time(redis, pipeline)
-            names = [s.name for s in pipeline.schedule]
-            marks = await streams.schedule_marks(redis, pipeline, names)
-            fired = await streams.schedule_last_fired(redis, pipeline, names)
-            for schedule in pipeline.schedule:
-                last, last_fired = marks[schedule.name], fired[schedule.name]
-                rows.append({"pipeline": pipeline.name, "schedule": schedule.name, "spec": schedule.describe(),
-                             "misfire": schedule.misfire, "overlap": schedule.overlap,
-                             "last_fire": _iso(last_fired) if last_fired else None,
-                             "next_fires": [_iso(t) for t in schedules.upcoming(schedule, max(now, last or 0),
-                                                                                 args.count)]})
-        return rows
-
-    rows = _query(args.redis_url, query)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no schedules")
-    for row in rows:
-        print(f"{row['pipeline']}  {row['schedule']}  {row['spec']}  misfire={row['misfire']} overlap={row['overlap']}")
-        print(f"    last fire: {row['last_fire'] or 'never'}")
-        print(f"    next:      {', '.join(row['next_fires'])}")
-    return 0
-
-
-def _iso(millis: int) -> str:
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _status(args: argparse.Namespace) -> int:
-    pipelines = load_pipelines([args.pipelines])
-
-    async def query(redis: Redis) -> list[dict[str, Any]]:
-        return [{"pipeline": p.name, **await streams.status(redis, p)} for p in pipelines]
-
-    rows = _query(args.redis_url, query)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    headers = ("PIPELINE", "DEPTH", "QUEUED", "PENDING", "DELAYED", "DLQ", "OLDEST PENDING", "CONSUMERS")
-    table = [(r["pipeline"], _or_unknown(r["depth"]), _or_unknown(r["queued"]), r["pending"], r["delayed"], r["dlq"],
-              f"{r['oldest_pending_age']:.1f}s" if r["pending"] else "-", len(r["consumers"])) for r in rows]
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *table)]
-    print("  ".join(str(cell).ljust(width) for cell, width in zip(headers, widths)))
-    for row, line in zip(rows, table):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)))
-        for consumer in row["consumers"]:  # in flight per worker, and how long since each last read
-            print(f"    {consumer['name']}: {consumer['pending']} in flight, idle {consumer['idle_ms'] / 1000:.1f}s")
-    return 0
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    pipelines = load_pipelines([args.pipelines])
-    places = _query(args.redis_url, lambda redis: dlq.locate(redis, pipelines, args.task_id))
-    if args.json:
-        print(json.dumps(places, indent=2))
-    for place in [] if args.json else places:
-        details = "  ".join(f"{key} {value}" for key, value in place.items() if key not in ("pipeline", "where"))
-        print(f"{place['pipeline']}  {place['where']}  {details}")
-    if not places:
-        print(f"task {args.task_id} not found (a task id other than its entry id is found only while delayed "
-              "or dead-lettered)", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
-
-
-def _or_unknown(value: int | None) -> int | str:
-    return "?" if value is None else value
 
 
 if __name__ == "__main__":

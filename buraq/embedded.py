@@ -10,6 +10,7 @@ last one out shuts the server down.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -20,11 +21,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from types import TracebackType
 
 import redis
 from redis.exceptions import BusyLoadingError, RedisError
 
+from buraq.connection import configured_url
 from buraq.errors import BuraqError
 
 log = logging.getLogger("buraq.embedded")
@@ -191,3 +194,15 @@ def _alive(pid: int) -> bool:
         return waited == 0
     except ChildProcessError:
         return True
+
+
+@contextlib.contextmanager
+def configured_or_embedded(explicit: str | None) -> Iterator[str]:
+    """The configured Redis URL (``--redis-url``, ``BURAQ_REDIS_URL``, ``REDIS_URL``), else an embedded
+    server's for as long as the block runs (shared with other buraq commands, see EmbeddedRedis)."""
+    url = configured_url(explicit)
+    if url is not None:
+        yield url
+        return
+    with EmbeddedRedis() as embedded_url:
+        yield embedded_url

@@ -6,6 +6,10 @@ input) exits 1, a bug exits 3, an interrupt exits 130.
 
 from __future__ import annotations
 
+EXIT_USER_ERROR = 1
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+
 
 class BuraqError(Exception):
     """Base class: anything buraq reports to a user rather than crashing on."""
