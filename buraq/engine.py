@@ -75,6 +75,7 @@ class PipelineWorker:
         self._observers = observers
         self._chain = chain  # forwards results to `output:` targets before the ack
         self._waiting_at_gate = 0  # taken-over entries waiting for a permit or rate slot
+        self._read_nothing = True  # the last read came back empty (at start: look before taking a slot)
         self._gate = gate  # shared `rate_limit` / `concurrency`, checked before each read
         self._permit_refresher: asyncio.Task[None] | None = None
         self._check_payload = payload_checker(pipeline)
@@ -178,7 +179,14 @@ class PipelineWorker:
                 continue
             admitted: list[Admission] | None = None
             try:
-                if self._gate is not None:
+                # Our own pending entries (history) are read first and wait at the gate one by one, as
+                # taken-over ones do. New ones pass the gate before the read, so unread entries stay in the
+                # stream; idle, we look first: a blocking read that finds nothing would waste the slot or
+                # permit it took (a limit of 1/min would then hold the next task back for a minute).
+                if self._gate is not None and not history:
+                    if self._read_nothing and not await streams.wait_for_unread(self._redis, self.pipeline,
+                                                                                READ_BLOCK_MS):
+                        continue
                     admitted = await self._gate.acquire(free, self._stopping)
                     if not admitted:
                         continue
@@ -203,6 +211,7 @@ class PipelineWorker:
                 if not entries:
                     return
                 cursor = entries[-1][0]
+            self._read_nothing = not entries
             self.idle = not entries and not self._running and not self._delayed_waiting
             for index, (entry_id, fields) in enumerate(entries):
                 self._dispatch(entry_id, fields, counts.get(entry_id, 1), admitted[index] if admitted else None)

@@ -96,6 +96,22 @@ async def read(redis: aioredis.Redis, pipeline: Pipeline, consumer: str, count: 
     return [(entry_id.decode(), fields) for entry_id, fields in entries]
 
 
+async def wait_for_unread(redis: aioredis.Redis, pipeline: Pipeline, block_ms: int) -> bool:
+    """True at once if the group has unread entries (or Redis cannot say); else wait up to ``block_ms``
+    for a new entry without reading it for the group (a plain XREAD claims nothing) and say if one came.
+
+    A worker under shared limits asks this before it takes permits or rate slots, so an idle one does
+    not hold them through a blocking read that finds nothing.
+    """
+    last = b"$"
+    for group in await redis.xinfo_groups(pipeline.stream):
+        if group["name"] in (pipeline.group, pipeline.group.encode()):
+            if group.get("lag") is None or group["lag"] > 0:
+                return True
+            last = group["last-delivered-id"]
+    return bool(await redis.xread({pipeline.stream: last}, count=1, block=block_ms))
+
+
 async def ack(redis: aioredis.Redis, pipeline: Pipeline, entry_ids: Sequence[str]) -> int:
     return await redis.xack(pipeline.stream, pipeline.group, *entry_ids)
 

@@ -142,3 +142,22 @@ def test_a_dead_workers_permits_come_back_after_its_lease(project: Project, redi
     assert redis.xrange(f"buraq:{{{name}}}:dlq")[0][1][b"reason"] == b"worker_lost"
     survivor.signal(signal.SIGTERM)
     assert survivor.wait() == 0, survivor.output()
+
+
+def test_an_idle_worker_keeps_no_rate_slot_for_nothing(project: Project) -> None:
+    # Given one start a minute, a worker that has been idle for a few seconds
+    project.plugin("probe.py", PROBE_PLUGIN)
+    name = project.pipeline("slow-rate", "handler: limits.probe\nrate_limit: {tasks: 1, per: 60s}\n")
+    server = project.serve()
+    server.wait_ready()
+    time.sleep(3)  # several blocking reads that found nothing
+
+    # When a task arrives
+    enqueued_at = time.time()
+    project.buraq("enqueue", name, '{"seconds": 0}')
+
+    # Then it starts at once: no slot was spent on the empty reads before it
+    wait_for(lambda: project.recorded("runs"), timeout=15, message="the task ran (not a minute later)")
+    assert _runs(project)[0][2] - enqueued_at < 5
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
