@@ -33,6 +33,7 @@ from buraq.runtime import EXIT_INTERRUPTED, EXIT_OK, ServeOptions
 log = logging.getLogger("buraq.supervisor")
 SUPERVISED_ENV = "BURAQ_SUPERVISOR_PID"  # set in children: drain and exit when this process is gone
 HEALTHY_AFTER = 30.0  # a child that ran this long has its restart backoff reset
+CHILD_SETTLE = 2.0  # seconds a new child gets to start before it is sent SIGHUP
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Supervisor:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     interrupted: bool = False
     live: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
+    started: dict[int, float] = field(default_factory=dict)  # monotonic start time of each live child
 
     async def run(self) -> int:
         codes = await asyncio.gather(*(self._keep_running(index) for index in range(1, self.processes + 1)))
@@ -87,6 +89,7 @@ class Supervisor:
             child = await asyncio.create_subprocess_exec(*self.spec.argv(index), env=self.spec.env(),
                                                          start_new_session=True)
             self.live[index] = child
+            self.started[index] = time.monotonic()
             if self.stopping.is_set():  # a signal came while it started: pass it on
                 child.send_signal(signal.SIGTERM)
             code = await child.wait()
@@ -108,9 +111,12 @@ class Supervisor:
             return
         current[:] = pipelines
         log.info("SIGHUP: files are valid; telling %d process(es) to reload", len(self.live))
-        for child in list(self.live.values()):
-            if child.returncode is None:
-                child.send_signal(signal.SIGHUP)
+        loop = asyncio.get_running_loop()
+        for index, child in list(self.live.items()):
+            # A child still starting Python would die of SIGHUP (its default action) before buraq ignores
+            # it: give it CHILD_SETTLE seconds first. A late reload of files it already read changes nothing.
+            wait = CHILD_SETTLE - (time.monotonic() - self.started.get(index, 0.0))
+            loop.call_later(max(0.0, wait), _hang_up, child)
 
     def on_signal(self, sig: signal.Signals) -> None:
         if self.stopping.is_set():
@@ -162,3 +168,8 @@ async def _gauge_client(url: str) -> Redis | RedisCluster:
         return await connection.connect(url, give_up_after=0)
     except connection.REDIS_TROUBLE:
         return connection.client(url)
+
+
+def _hang_up(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is None:
+        child.send_signal(signal.SIGHUP)
