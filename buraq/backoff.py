@@ -33,9 +33,14 @@ def pause_after(failures: int, first: float, cap: float) -> float:
 
 
 async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds``, or less if ``event`` is set meanwhile (a stop, say); True when it was set."""
+    """Sleep ``seconds``, or less if ``event`` is set meanwhile (a stop, say); True when it was set.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands as
+    its timeout fires, and a loop around it then never ends (a `buraq test` run hung at exit on it).
+    """
     try:
-        await asyncio.wait_for(event.wait(), seconds)
-        return True
-    except asyncio.TimeoutError:
-        return event.is_set()
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
+    return event.is_set()

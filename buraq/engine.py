@@ -123,6 +123,9 @@ class PipelineWorker:
             await self._read_loop(history=True)
             await self._read_loop(history=False)
         finally:
+            # Stopping first: a loop whose cancellation a library swallowed still ends at its next check
+            # (a cancelled reader otherwise left its promoter polling forever, and shutdown waiting on it).
+            self.stop()
             promoter.cancel()  # moving due entries is atomic and idempotent: a lost reply costs nothing
             trimming.cancel()  # so is trimming
             try:  # a reclaim whose reply were lost would count a delivery for nothing: let it finish
@@ -389,11 +392,8 @@ class PipelineWorker:
                 log.warning("%s: moving due retries failed (%s)", self.pipeline.name, exc)
             self._delayed_waiting = wait is not None
             self._retry_scheduled.clear()
-            try:
-                await asyncio.wait_for(self._retry_scheduled.wait(),
-                                       PROMOTE_POLL if wait is None else min(max(wait, 0.002), PROMOTE_POLL))
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self._retry_scheduled,
+                               PROMOTE_POLL if wait is None else min(max(wait, 0.002), PROMOTE_POLL))
 
 
 async def _with_redis_retries(step: Callable[[], Any], pipeline: str, attempts: int = 8) -> bool:

@@ -33,6 +33,7 @@ class Member:
     processes: ProcessPool | None
 
     def close(self) -> None:
+        self.worker.stop()
         self.run.cancel()
         if self.threads is not None:
             self.threads.shutdown(wait=False, cancel_futures=True)
